@@ -1,0 +1,222 @@
+"""The per-shard HDF5 event file: the one format every stage after ``convert`` reads.
+
+Layout (one file per shard)::
+
+    /                      attrs: format="gnntrack-events", version, units
+    /events/<key>/         attrs: run_number, event_number; <key> = f"{run}_{event}"
+        hits/<column>          one dataset per column, length n_hits (spacepoints)
+        clusters/<column>      length n_clusters
+        particles/<column>     length n_particles
+        jets/<column>          length n_jets
+        truth/edges            (2, E) int64 hit rows, directed inner -> outer along the particle
+        truth/edge_particle    (E,) int64 particle row of each true edge
+        truth/hit_particle     (2, L) int64 (hit row, particle row): every truth link of a hit
+
+Units: lengths in mm, momenta and energies in GeV (converted from the ATLAS MeV at read time),
+angles in rad. Column names are listed in ``HIT_COLUMNS`` etc.; extra columns are allowed and
+round-trip, missing required ones are an ``InputError``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from .atomic import atomic_output
+from .errors import InputError
+
+FORMAT = "gnntrack-events"
+VERSION = 1
+UNITS = "length=mm momentum=GeV angle=rad"
+
+#: Cluster features copied onto each spacepoint for both of its clusters (cl1_*, cl2_*).
+#: For pixel spacepoints cl2_* repeats cl1_*, as acorn does.
+CLUSTER_FEATURES = (
+    "x", "y", "z", "r", "phi", "eta",
+    "pixel_count", "charge_count", "loc_eta", "loc_phi",
+    "glob_eta", "glob_phi", "eta_angle", "phi_angle",
+)  # fmt: skip
+
+HIT_COLUMNS = (
+    "hit_id",  # SPindex
+    "x", "y", "z", "r", "phi", "eta",
+    "module_id",  # uint64 module of cluster 1
+    "hardware",  # 0 pixel, 1 strip
+    "barrel_endcap", "layer_disk", "eta_module", "phi_module",
+    "is_overlap",
+    "cluster_index_1", "cluster_index_2",  # rows into clusters, -1 if none
+    "particle_index",  # row into particles of the first truth link, -1 noise/ghost/fake
+    *(f"cl1_{c}" for c in CLUSTER_FEATURES),
+    *(f"cl2_{c}" for c in CLUSTER_FEATURES),
+)  # fmt: skip
+
+CLUSTER_COLUMNS = (
+    "cluster_id",  # CLindex
+    "hardware", "x", "y", "z", "barrel_endcap", "layer_disk", "eta_module", "phi_module",
+    "side", "module_id", "pixel_count", "charge_count", "loc_eta", "loc_phi",
+    "glob_eta", "glob_phi", "eta_angle", "phi_angle", "norm_x", "norm_y", "norm_z",
+    "particle_index",  # first truth link, -1 if none
+)  # fmt: skip
+
+PARTICLE_COLUMNS = (
+    "subevent", "barcode", "px", "py", "pz", "pt", "eta", "phi", "vx", "vy", "vz",
+    "radius", "charge", "pdg_id", "status",
+    "is_primary",  # barcode < 200000
+    "n_spacepoints", "n_modules",
+    "is_target",  # the target selection of the convert config
+    "jet_dr",  # Delta R to the nearest truth jet (inf if none)
+    "jet_pt",  # pT of that jet (GeV, nan if none)
+)  # fmt: skip
+
+JET_COLUMNS = ("pt", "eta", "phi")
+
+TABLES = {
+    "hits": HIT_COLUMNS,
+    "clusters": CLUSTER_COLUMNS,
+    "particles": PARTICLE_COLUMNS,
+    "jets": JET_COLUMNS,
+}
+
+
+@dataclass
+class Event:
+    """One event's tables as column dicts of numpy arrays."""
+
+    run_number: int
+    event_number: int
+    hits: dict[str, np.ndarray]
+    clusters: dict[str, np.ndarray]
+    particles: dict[str, np.ndarray]
+    jets: dict[str, np.ndarray]
+    truth_edges: np.ndarray  # (2, E) int64
+    truth_edge_particle: np.ndarray  # (E,) int64
+    hit_particle: np.ndarray  # (2, L) int64
+    attrs: dict = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        return event_key(self.run_number, self.event_number)
+
+    @property
+    def n_hits(self) -> int:
+        return len(self.hits["hit_id"])
+
+    def validate(self, file=None) -> None:
+        """Raise InputError unless every table is complete, rectangular and finite."""
+        for table, columns in TABLES.items():
+            data = getattr(self, table)
+            missing = [c for c in columns if c not in data]
+            if missing:
+                raise InputError(
+                    f"missing column(s) {missing} in table {table}",
+                    file=file,
+                    event=self.key,
+                    field=f"{table}/{missing[0]}",
+                )
+            lengths = {c: len(v) for c, v in data.items()}
+            if len(set(lengths.values())) > 1:
+                ref = columns[0]
+                bad = next(c for c, n in lengths.items() if n != lengths[ref])
+                raise InputError(
+                    f"column length {lengths[bad]} != {lengths[ref]} of {table}/{ref}",
+                    file=file,
+                    event=self.key,
+                    field=f"{table}/{bad}",
+                )
+        for c in ("x", "y", "z"):
+            if not np.all(np.isfinite(self.hits[c])):
+                raise InputError("non-finite coordinate", file=file, event=self.key, field=f"hits/{c}")
+        n = self.n_hits
+        for name, arr in (("truth/edges", self.truth_edges), ("truth/hit_particle", self.hit_particle)):
+            if arr.ndim != 2 or arr.shape[0] != 2:
+                raise InputError(f"shape {arr.shape} is not (2, N)", file=file, event=self.key, field=name)
+        if self.truth_edges.size and (self.truth_edges.min() < 0 or self.truth_edges.max() >= n):
+            raise InputError("hit index out of range", file=file, event=self.key, field="truth/edges")
+
+
+def event_key(run_number: int, event_number: int) -> str:
+    return f"{int(run_number)}_{int(event_number)}"
+
+
+def write_events(path: str | Path, events: list[Event], compression: str | None = None) -> None:
+    """Write a shard atomically; ``compression`` may be None, "lzf" or "gzip"."""
+    with atomic_output(path) as tmp, h5py.File(tmp, "w") as f:
+        f.attrs["format"] = FORMAT
+        f.attrs["version"] = VERSION
+        f.attrs["units"] = UNITS
+        root = f.create_group("events")
+        for ev in events:
+            g = root.create_group(ev.key)
+            g.attrs["run_number"] = int(ev.run_number)
+            g.attrs["event_number"] = int(ev.event_number)
+            for k, v in ev.attrs.items():
+                g.attrs[k] = v
+            for table in TABLES:
+                tg = g.create_group(table)
+                for col, arr in getattr(ev, table).items():
+                    tg.create_dataset(col, data=np.asarray(arr), compression=compression)
+            t = g.create_group("truth")
+            t.create_dataset("edges", data=np.asarray(ev.truth_edges, dtype=np.int64))
+            t.create_dataset("edge_particle", data=np.asarray(ev.truth_edge_particle, dtype=np.int64))
+            t.create_dataset("hit_particle", data=np.asarray(ev.hit_particle, dtype=np.int64))
+
+
+def _open(path: str | Path) -> h5py.File:
+    path = Path(path)
+    if not path.exists():
+        raise InputError("file does not exist", file=path)
+    try:
+        f = h5py.File(path, "r")
+    except OSError as exc:
+        raise InputError(f"not a readable HDF5 file ({exc})", file=path) from None
+    if f.attrs.get("format") != FORMAT:
+        f.close()
+        raise InputError(f"not a {FORMAT} file", file=path, field="format")
+    return f
+
+
+def event_keys(path: str | Path) -> list[str]:
+    with _open(path) as f:
+        return list(f["events"].keys())
+
+
+def _read_event(path, g: h5py.Group, tables=None) -> Event:
+    data = {}
+    for table in TABLES:
+        if tables is not None and table not in tables:
+            data[table] = {}
+            continue
+        data[table] = {c: g[table][c][()] for c in g[table]}
+    t = g["truth"]
+    attrs = {k: v for k, v in g.attrs.items() if k not in ("run_number", "event_number")}
+    return Event(
+        run_number=int(g.attrs["run_number"]),
+        event_number=int(g.attrs["event_number"]),
+        truth_edges=t["edges"][()],
+        truth_edge_particle=t["edge_particle"][()],
+        hit_particle=t["hit_particle"][()],
+        attrs=attrs,
+        **data,
+    )
+
+
+def iter_events(path: str | Path, keys: list[str] | None = None, tables=None) -> Iterator[Event]:
+    """Yield events of a shard in file order (or in ``keys`` order); ``tables`` limits what is read."""
+    with _open(path) as f:
+        root = f["events"]
+        for key in keys if keys is not None else list(root.keys()):
+            if key not in root:
+                raise InputError("no such event in file", file=path, event=key)
+            yield _read_event(path, root[key], tables)
+
+
+def read_events(path: str | Path, keys: list[str] | None = None, tables=None) -> list[Event]:
+    return list(iter_events(path, keys, tables))
+
+
+def read_event(path: str | Path, key: str, tables=None) -> Event:
+    return next(iter_events(path, [key], tables))
