@@ -1,0 +1,68 @@
+"""Settings of the built-in simulation (the ``simulation:`` section of a campaign file)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from gnntrack.config import ConfigError
+
+HARD_PROCESS_NAMES = ("ttbar", "minbias", "none")
+
+
+@dataclass
+class SimulationConfig:
+    """Defaults = the default laptop campaign. Momenta in MeV and lengths in mm, as in the ntuples."""
+
+    mu: float = 50.0  # mean number of pile-up interactions (Poisson)
+    n_events: int = 10  # events per shard (event number = shard * n_events + i)
+    seed: int = 12345  # campaign seed; each event's seed is derived from (seed, event_number)
+    run_number: int = 0
+    hard_process: str = "ttbar"  # ttbar | minbias | none
+    ecm: float = 14000.0  # GeV
+    pythia_settings: list[str] = field(default_factory=list)  # extra Pythia strings (both generators)
+    detector: str = "config/detector/itk_like.yaml"
+    beam_spot_sigma_z: float = 50.0
+    beam_spot_sigma_xy: float = 0.01
+    pt_min: float = 100.0  # MeV: charged particles below are not propagated
+    eta_max: float = 4.5
+    max_turns: float = 3.0  # loopers are followed for at most this many turns
+    multiple_scattering: bool = True
+    decays_in_flight: bool = True  # K0S, Lambda, Sigma, Xi, Omega decay in the tracker
+    hit_inefficiency: float | None = None  # overrides every layer's (1 - efficiency) when set
+    noise_rate: float = 0.002  # noise clusters per sensor per event
+    strip_tolerance: float = 1.0  # mm beyond the strip ends accepted for strip spacepoints
+    # strip spacepoints also accepted for track inclinations tan(alpha) up to this across the strips
+    # (side gap correction; 0.15 keeps pT > ~1 GeV tracks at r = 400 mm, ~2 GeV at r = 1 m)
+    strip_gap_tolerance: float = 0.15
+    jet_r: float = 0.4
+    jet_pt_min: float = 20000.0  # MeV
+    save_neutral: bool = False  # also store stable neutral particles (photons, neutrons, ...)
+    # file prefix to cache Pythia's MPI initialisation (init ~7 s -> ~1 s); written on first use,
+    # so point concurrent jobs at a file that already exists (or leave unset)
+    mpi_cache: str | None = None
+
+    def __post_init__(self) -> None:
+        checks = [
+            ("mu", self.mu >= 0, "must be >= 0"),
+            ("n_events", self.n_events >= 1, "must be >= 1"),
+            (
+                "hard_process",
+                self.hard_process in HARD_PROCESS_NAMES,
+                f"must be one of {list(HARD_PROCESS_NAMES)}",
+            ),
+            ("hard_process", self.hard_process != "none" or self.mu > 0, "'none' needs pile-up (mu > 0)"),
+            ("pt_min", self.pt_min > 0, "must be > 0"),
+            ("eta_max", self.eta_max > 0, "must be > 0"),
+            ("max_turns", self.max_turns > 0, "must be > 0"),
+            ("noise_rate", self.noise_rate >= 0, "must be >= 0"),
+            ("beam_spot_sigma_z", self.beam_spot_sigma_z >= 0, "must be >= 0"),
+            ("beam_spot_sigma_xy", self.beam_spot_sigma_xy >= 0, "must be >= 0"),
+            (
+                "hit_inefficiency",
+                self.hit_inefficiency is None or 0.0 <= self.hit_inefficiency <= 1.0,
+                "must be in [0, 1]",
+            ),
+        ]
+        for name, ok, why in checks:
+            if not ok:
+                raise ConfigError(f"simulation.{name}: {getattr(self, name)!r} {why}")
