@@ -110,9 +110,10 @@ def test_run_simulate_writes_root_shard(tmp_path, cfg):
         assert tree.num_entries == 2
         ev_numbers = tree["event_number"].array(library="np")
     assert ev_numbers.tolist() == [6, 7]
-    # a shard reproduces byte for byte
-    out2 = tmp_path / "again.root"
+    # a shard reproduces byte for byte (same file name: ROOT UUIDs derive from it)
+    out2 = tmp_path / "again" / "3.root"
     run_simulate(out2, c, shard=3)
+    assert out2.read_bytes() == out.read_bytes()
     with uproot.open(out) as f1, uproot.open(out2) as f2:
         a, b = f1["GNN4ITk"].arrays(library="np"), f2["GNN4ITk"].arrays(library="np")
     assert a.keys() == b.keys()

@@ -16,7 +16,12 @@ Branches of one object type share one counter (``nPart``, ``nSP``, ``nCL``, ``nC
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import contextlib
+import datetime
+import itertools
+import os
+import uuid
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 import awkward as ak
@@ -34,6 +39,28 @@ from .gnn4itk_schema import (
     SPACEPOINT_BRANCHES,
     TREE_NAME,
 )
+
+
+@contextlib.contextmanager
+def _reproducible_header(name: str) -> Iterator:
+    """Make the file bytes a function of its content: the same seed gives the same file.
+
+    ROOT headers carry UUIDs and creation/modification times. We derive the UUIDs from the file
+    name and the time stamps from ``SOURCE_DATE_EPOCH`` (the reproducible-builds convention;
+    default 2000-01-01), by swapping uproot's time encoder while this file is written.
+    """
+    epoch = int(os.environ.get("SOURCE_DATE_EPOCH", 946684800))
+    frozen = datetime.datetime.fromtimestamp(epoch, tz=datetime.timezone.utc).replace(tzinfo=None)
+    util = uproot._util
+    original = util.datetime_to_code
+    frozen_code = original(frozen)
+    counter = itertools.count()
+    util.datetime_to_code = lambda dt: frozen_code  # every ROOT time stamp goes through this
+    try:
+        yield lambda: uuid.uuid5(uuid.NAMESPACE_URL, f"gnntrack:{name}:{next(counter)}")
+    finally:
+        util.datetime_to_code = original
+
 
 #: Names of the encoded branches (shared with the reader).
 HARDWARE_LEN = "CLhardware_len"
@@ -189,7 +216,11 @@ def write_gnn4itk(path: str | Path, events: Iterable[Mapping], compression: str 
     if compression not in _COMPRESSION:
         raise ValueError(f"compression {compression!r} is not one of {list(_COMPRESSION)}")
     path = Path(path)
-    with atomic_output(path) as tmp, uproot.recreate(tmp, compression=_COMPRESSION[compression]()) as f:
+    with (
+        atomic_output(path) as tmp,
+        _reproducible_header(path.name) as uuid_function,
+        uproot.recreate(tmp, compression=_COMPRESSION[compression](), uuid_function=uuid_function) as f,
+    ):
         tree = f.mktree(
             TREE_NAME,
             _branch_types(),
