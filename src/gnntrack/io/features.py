@@ -21,8 +21,8 @@ DEFAULT_SCALES = {
     "cl1_r": 1000.0, "cl1_phi": np.pi, "cl1_z": 1000.0, "cl1_eta": 1.0,
     "cl2_r": 1000.0, "cl2_phi": np.pi, "cl2_z": 1000.0, "cl2_eta": 1.0,
     "cl1_pixel_count": 10.0, "cl2_pixel_count": 10.0,
-    "cl1_charge_count": 100.0, "cl2_charge_count": 100.0,
-    "cl1_loc_eta": 1.0, "cl1_loc_phi": 1.0, "cl2_loc_eta": 1.0, "cl2_loc_phi": 1.0,
+    "cl1_charge_count": 1.0e4, "cl2_charge_count": 1.0e4,  # electrons
+    "cl1_loc_eta": 20.0, "cl1_loc_phi": 20.0, "cl2_loc_eta": 20.0, "cl2_loc_phi": 20.0,  # mm on the module
     "cl1_glob_eta": 1.0, "cl1_glob_phi": np.pi, "cl2_glob_eta": 1.0, "cl2_glob_phi": np.pi,
 }  # fmt: skip
 
