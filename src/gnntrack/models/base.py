@@ -1,0 +1,72 @@
+"""What every edge classifier shares: its input description and its constructor config."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+
+import torch
+from torch import nn
+
+from ..io.features import DEFAULT_NODE_FEATURES, DEFAULT_SCALES
+from .edge_features import EDGE_FEATURES
+
+
+class EdgeClassifier(nn.Module):
+    """Base of the filter and the GNN: ``forward(x (N,F), edge_index (2,E)) -> (E,) logits``.
+
+    ``node_features``/``feature_scales`` say how to build ``x`` from an event's hits
+    (``gnntrack.io.features.node_features``); ``config`` holds the constructor kwargs so
+    ``gnntrack.models.load_model`` can rebuild the model from its file.
+    """
+
+    def __init__(
+        self,
+        node_features: Sequence[str] = DEFAULT_NODE_FEATURES,
+        feature_scales: Mapping[str, float] | None = None,
+        edge_features: Sequence[str] = EDGE_FEATURES,
+        **config,
+    ):
+        super().__init__()
+        scales = dict(DEFAULT_SCALES)
+        scales.update(feature_scales or {})
+        self.node_features = tuple(node_features)
+        self.feature_scales = {k: float(scales.get(k, 1.0)) for k in self.node_features}
+        self.config = {
+            "node_features": list(self.node_features),
+            "feature_scales": dict(self.feature_scales),
+            "edge_features": list(edge_features),
+            **config,
+        }
+
+        # per-feature standardisation of the node inputs, fitted on the training data
+        # (``fit_input_normalisation``) and saved with the weights: a feature whose fixed scale
+        # is off by orders of magnitude (cluster charge in electrons, say) would otherwise
+        # dominate the first layer and stall learning. Edge features use the raw columns.
+        n = len(self.node_features)
+        self.register_buffer("x_mean", torch.zeros(n))
+        self.register_buffer("x_std", torch.ones(n))
+
+    @property
+    def n_node_features(self) -> int:
+        return len(self.node_features)
+
+    def normalise(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.x_mean) / self.x_std
+
+    @torch.no_grad()
+    def fit_input_normalisation(self, xs: Iterable[torch.Tensor]) -> None:
+        """Set mean and standard deviation of every node feature from training node matrices."""
+        total = torch.zeros(self.n_node_features, dtype=torch.float64)
+        sq = torch.zeros_like(total)
+        n = 0
+        for x in xs:
+            x = x.double().cpu()
+            total += x.sum(0)
+            sq += (x * x).sum(0)
+            n += x.shape[0]
+        if n == 0:
+            return
+        mean = total / n
+        std = (sq / n - mean * mean).clamp_min(0).sqrt()
+        self.x_mean.copy_(mean.float())
+        self.x_std.copy_(torch.where(std > 1e-6, std, torch.ones_like(std)).float())

@@ -1,0 +1,141 @@
+"""Interaction-network edge classifier (GNN4ITk's GNN stage).
+
+Node and edge encoders, then ``n_graph_iters`` rounds of message passing, then an edge decoder:
+
+- edges update from their two end nodes and themselves,
+- nodes update from themselves and the sums (or means) of their INCOMING and OUTGOING edge
+  messages kept separate: graph edges point outward from the beam, so "what comes from inside"
+  and "what goes outside" carry different information.
+
+Aggregation uses ``scatter_add`` only (pure torch, no torch_scatter) so the model runs
+everywhere and exports to ONNX/TorchScript. LayerNorm throughout (see ``mlp.py``). With
+``recurrent`` one set of message networks is shared by all iterations (acorn's default, fewer
+parameters); otherwise each iteration has its own. ``checkpointing`` recomputes each iteration
+in the backward pass to trade compute for memory on ⟨μ⟩=200 events.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from ..io.features import DEFAULT_NODE_FEATURES
+from .base import EdgeClassifier
+from .edge_features import EDGE_FEATURES, EdgeFeatures
+from .mlp import make_mlp
+
+
+def aggregate(messages: torch.Tensor, index: torch.Tensor, n_nodes: torch.Tensor, mean: bool) -> torch.Tensor:
+    """Sum (or mean) of ``messages`` (E,H) into ``n_nodes`` rows by ``index`` (E,)."""
+    out = messages.new_zeros((n_nodes.shape[0], messages.shape[1]))
+    out = out.scatter_add(0, index.unsqueeze(1).expand(-1, messages.shape[1]), messages)
+    if mean:
+        deg = messages.new_zeros((n_nodes.shape[0], 1)).scatter_add(
+            0, index.unsqueeze(1), messages.new_ones((messages.shape[0], 1))
+        )
+        out = out / deg.clamp_min(1.0)
+    return out
+
+
+class MessagePassingStep(nn.Module):
+    """One round: nodes from [h, Σ incoming e, Σ outgoing e], then edges from [h_src, h_dst, e]; residual."""
+
+    def __init__(self, node_net: nn.Module, edge_net: nn.Module, mean: bool):
+        super().__init__()
+        self.node_net = node_net
+        self.edge_net = edge_net
+        self.mean = mean
+
+    def forward(self, h: torch.Tensor, e: torch.Tensor, src: torch.Tensor, dst: torch.Tensor):
+        incoming = aggregate(e, dst, h, self.mean)
+        outgoing = aggregate(e, src, h, self.mean)
+        h = h + self.node_net(torch.cat([h, incoming, outgoing], dim=1))
+        e = e + self.edge_net(torch.cat([h[src], h[dst], e], dim=1))
+        return h, e
+
+
+class InteractionGNN(EdgeClassifier):
+    def __init__(
+        self,
+        node_features: Sequence[str] = DEFAULT_NODE_FEATURES,
+        feature_scales: Mapping[str, float] | None = None,
+        edge_features: Sequence[str] = EDGE_FEATURES,
+        hidden: int = 128,
+        n_graph_iters: int = 8,
+        n_node_layers: int = 2,
+        n_edge_layers: int = 2,
+        recurrent: bool = True,
+        aggregation: str = "sum",
+        activation: str = "silu",
+        layer_norm: bool = True,
+        dropout: float = 0.0,
+        checkpointing: bool = False,
+    ):
+        if aggregation not in ("sum", "mean"):
+            raise ValueError(f"aggregation must be 'sum' or 'mean', not {aggregation!r}")
+        super().__init__(
+            node_features,
+            feature_scales,
+            edge_features,
+            hidden=hidden,
+            n_graph_iters=n_graph_iters,
+            n_node_layers=n_node_layers,
+            n_edge_layers=n_edge_layers,
+            recurrent=recurrent,
+            aggregation=aggregation,
+            activation=activation,
+            layer_norm=layer_norm,
+            dropout=dropout,
+            checkpointing=checkpointing,
+        )
+        self.n_graph_iters = n_graph_iters
+        self.mean = aggregation == "mean"
+        self.checkpointing = checkpointing
+        self.edge_feats = EdgeFeatures(self.node_features, self.feature_scales, edge_features)
+
+        def enc(n_in, n_layers):
+            return make_mlp(n_in, hidden, hidden, n_layers, activation, layer_norm, dropout, activation, True)
+
+        self.node_encoder = enc(self.n_node_features, n_node_layers)
+        self.edge_encoder = enc(2 * hidden + self.edge_feats.n_out, n_edge_layers)
+        self.recurrent = recurrent
+        self.steps = nn.ModuleList(
+            MessagePassingStep(enc(3 * hidden, n_node_layers), enc(3 * hidden, n_edge_layers), self.mean)
+            for _ in range(1 if recurrent else n_graph_iters)
+        )
+        self.decoder = make_mlp(3 * hidden, hidden, 1, n_edge_layers, activation, layer_norm, dropout)
+
+    def _encode(self, x: torch.Tensor, edge_index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        src, dst = edge_index[0], edge_index[1]
+        h = self.node_encoder(self.normalise(x))
+        e = self.edge_encoder(torch.cat([h[src], h[dst], self.edge_feats(x, edge_index)], dim=1))
+        return h, e
+
+    def _decode(self, h: torch.Tensor, e: torch.Tensor, src: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
+        return self.decoder(torch.cat([h[src], h[dst], e], dim=1)).squeeze(-1)
+
+    @torch.jit.unused
+    def _forward_checkpointed(self, x: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:
+        """Same as ``forward`` but keeps only each block's inputs; activations are recomputed."""
+        src, dst = edge_index[0], edge_index[1]
+        h, e = checkpoint(self._encode, x, edge_index, use_reentrant=False)
+        steps = [self.steps[0]] * self.n_graph_iters if self.recurrent else list(self.steps)
+        for step in steps:
+            h, e = checkpoint(step, h, e, src, dst, use_reentrant=False)
+        return checkpoint(self._decode, h, e, src, dst, use_reentrant=False)
+
+    def forward(self, x: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:
+        if self.checkpointing and self.training and torch.is_grad_enabled() and not torch.jit.is_scripting():
+            return self._forward_checkpointed(x, edge_index)
+        src, dst = edge_index[0], edge_index[1]
+        h, e = self._encode(x, edge_index)
+        if self.recurrent:
+            for _ in range(self.n_graph_iters):
+                h, e = self.steps[0](h, e, src, dst)
+        else:
+            for step in self.steps:
+                h, e = step(h, e, src, dst)
+        return self._decode(h, e, src, dst)

@@ -1,0 +1,85 @@
+"""Weighted binary cross-entropy for edge classifiers, with acorn-style per-edge weights.
+
+Each edge has label ``y`` (it is a truth-graph edge) and a weight from one of two schemes:
+
+- simple: ``target_weight`` for edges of target particles, ``non_target_weight`` for true edges
+  of other particles (0 = ignore them: the classifier is neither rewarded nor punished for
+  keeping a low-pT or secondary track), ``fake_weight`` for false edges;
+- ``weighting``: acorn's list of ``{weight, conditions}``; edges start at weight 1 and every entry
+  whose ``gnntrack.conditions`` selection matches overrides, in order. Conditions may use the
+  edge columns ``y``, ``y_target``, ``is_fake`` and any particle column of the edge's particle
+  (``pt``, ``abs_eta``, ``is_primary``, ``radius``, ``pdg_id``, …; NaN on false edges, so a
+  particle condition never matches a fake).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..conditions import select
+
+
+@dataclass
+class WeightRule:
+    weight: float
+    conditions: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class LossConfig:
+    target_weight: float = 1.0
+    non_target_weight: float = 0.0
+    fake_weight: float = 1.0
+    weighting: list[WeightRule] = field(default_factory=list)
+
+
+def edge_table(y, y_target, edge_particle, particles: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Columns a weighting condition may refer to, one value per edge."""
+    y = np.asarray(y, bool)
+    ep = np.asarray(edge_particle, np.int64)
+    table = {"y": y, "y_target": np.asarray(y_target, bool), "is_fake": ~y}
+    has = ep >= 0
+    for name, col in particles.items():
+        col = np.asarray(col)
+        numeric = np.issubdtype(col.dtype, np.number) or col.dtype == bool
+        if col.ndim != 1 or not numeric:
+            continue
+        vals = np.full(len(ep), np.nan)
+        if len(col):
+            vals[has] = col[ep[has]].astype(float)
+        table[name] = vals
+    return table
+
+
+def edge_weights(
+    y, y_target, edge_particle, particles: Mapping[str, np.ndarray], cfg: LossConfig
+) -> np.ndarray:
+    """(E,) float32 loss weight of every edge under ``cfg``."""
+    y = np.asarray(y, bool)
+    y_target = np.asarray(y_target, bool)
+    n = len(y)
+    if not cfg.weighting:
+        w = np.full(n, cfg.fake_weight, np.float32)
+        w[y] = cfg.non_target_weight
+        w[y_target] = cfg.target_weight
+        return w
+    table = edge_table(y, y_target, edge_particle, particles)
+    w = np.ones(n, np.float32)
+    with np.errstate(invalid="ignore"):
+        for rule in cfg.weighting:
+            w[select(table, rule.conditions, n)] = rule.weight
+    return w
+
+
+def weighted_bce(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Σ w·BCE / Σ w, computed in fp32 (stable under autocast); 0 with gradient for an empty item."""
+    per_edge = nn.functional.binary_cross_entropy_with_logits(
+        logits.float(), labels.float(), reduction="none"
+    )
+    return (per_edge * weights).sum() / weights.sum().clamp_min(1e-12)

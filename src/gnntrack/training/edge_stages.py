@@ -1,0 +1,263 @@
+"""Pipeline stages of the edge classifiers: train filter/GNN, apply the filter, score graphs.
+
+Each stage reads the per-shard events and graphs files (paired by shard), and writes its
+output atomically (``fit``'s checkpoints, ``write_graphs``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..config import from_dict
+from ..io.errors import InputError
+from ..io.event_store import read_event
+from ..io.features import DEFAULT_NODE_FEATURES, node_features
+from ..io.graph_store import Graph, iter_graphs, write_graphs
+from ..models.edge_features import EDGE_FEATURES
+from ..models.filter import FilterModel
+from ..models.interaction_gnn import InteractionGNN
+from ..models.losses import LossConfig
+from ..models.registry import load_model
+from .checkpoint import seed_everything
+from .config import TrainConfig
+from .device import resolve_device
+from .edge_metrics import working_point
+from .edge_task import EdgeClassifierTask, edge_logits
+from .graph_data import load_items
+from .loop import fit
+from .regions import RegionConfig
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class FilterConfig:
+    node_features: list[str] = field(default_factory=lambda: list(DEFAULT_NODE_FEATURES))
+    feature_scales: dict[str, float] = field(default_factory=dict)  # overrides io.features.DEFAULT_SCALES
+    edge_features: list[str] = field(default_factory=lambda: list(EDGE_FEATURES))
+    hidden: int = 256
+    n_layers: int = 3
+    activation: str = "silu"
+    layer_norm: bool = True
+    dropout: float = 0.0
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    regions: RegionConfig = field(default_factory=RegionConfig)
+    max_edges_per_step: int | None = 200_000  # random edge subset per training step
+    score_cut: float = 0.1  # apply_filter keeps edges with score >= cut; also the validation working point
+    chunk_size: int = 1_000_000  # edges per forward pass when scoring (bounds memory)
+    max_train_events: int | None = None
+    max_val_events: int | None = None
+
+
+@dataclass
+class GNNConfig:
+    node_features: list[str] = field(default_factory=lambda: list(DEFAULT_NODE_FEATURES))
+    feature_scales: dict[str, float] = field(default_factory=dict)
+    edge_features: list[str] = field(default_factory=lambda: list(EDGE_FEATURES))
+    hidden: int = 128
+    n_graph_iters: int = 8
+    n_node_layers: int = 2
+    n_edge_layers: int = 2
+    recurrent: bool = True
+    aggregation: str = "sum"
+    activation: str = "silu"
+    layer_norm: bool = True
+    dropout: float = 0.0
+    checkpointing: bool = False  # gradient checkpointing of the message-passing iterations
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    regions: RegionConfig = field(default_factory=RegionConfig)
+    score_cut: float = 0.5  # validation working point (track building has its own cut)
+    max_train_events: int | None = None
+    max_val_events: int | None = None
+
+
+def build_filter(cfg: FilterConfig) -> FilterModel:
+    return FilterModel(
+        cfg.node_features, cfg.feature_scales, cfg.edge_features,
+        cfg.hidden, cfg.n_layers, cfg.activation, cfg.layer_norm, cfg.dropout,
+    )  # fmt: skip
+
+
+def build_gnn(cfg: GNNConfig) -> InteractionGNN:
+    return InteractionGNN(
+        cfg.node_features, cfg.feature_scales, cfg.edge_features, cfg.hidden, cfg.n_graph_iters,
+        cfg.n_node_layers, cfg.n_edge_layers, cfg.recurrent, cfg.aggregation, cfg.activation,
+        cfg.layer_norm, cfg.dropout, cfg.checkpointing,
+    )  # fmt: skip
+
+
+def _train(model, cfg, train_events, train_graphs, val_events, val_graphs, output, device, **task_kw) -> dict:
+    t0 = time.perf_counter()
+    train = load_items(
+        train_events, train_graphs, model.node_features, model.feature_scales, cfg.loss, cfg.regions,
+        cfg.max_train_events,
+    )  # fmt: skip
+    val = load_items(
+        val_events, val_graphs, model.node_features, model.feature_scales, cfg.loss, None, cfg.max_val_events
+    )
+    log.info(
+        "%d training items, %d validation events (%.1f s to load)",
+        len(train),
+        len(val),
+        time.perf_counter() - t0,
+    )
+    # input standardisation from the training items (region margins count a few hits twice)
+    model.fit_input_normalisation(item.x for item in train)
+    task = EdgeClassifierTask(model, score_cut=cfg.score_cut, **task_kw)
+    summary = fit(task, train, val, cfg.train, output, device)
+    summary["n_train_items"] = len(train)
+    summary["n_val_events"] = len(val)
+    return summary
+
+
+def run_train_filter(
+    train_events: Sequence[str | Path],
+    train_graphs: Sequence[str | Path],
+    val_events: Sequence[str | Path],
+    val_graphs: Sequence[str | Path],
+    output: str | Path,
+    cfg: FilterConfig | dict | None = None,
+    device: str = "auto",
+) -> dict:
+    """Train the edge filter; best model -> ``output`` (see ``gnntrack.training.fit``)."""
+    cfg = cfg if isinstance(cfg, FilterConfig) else from_dict(FilterConfig, cfg, "filter")
+    seed_everything(cfg.train.seed)
+    model = build_filter(cfg)
+    return _train(
+        model, cfg, train_events, train_graphs, val_events, val_graphs, output, device,
+        max_edges_per_step=cfg.max_edges_per_step, eval_chunk_size=cfg.chunk_size,
+    )  # fmt: skip
+
+
+def run_train_gnn(
+    train_events: Sequence[str | Path],
+    train_graphs: Sequence[str | Path],
+    val_events: Sequence[str | Path],
+    val_graphs: Sequence[str | Path],
+    output: str | Path,
+    cfg: GNNConfig | dict | None = None,
+    device: str = "auto",
+) -> dict:
+    """Train the interaction GNN; best model -> ``output``."""
+    cfg = cfg if isinstance(cfg, GNNConfig) else from_dict(GNNConfig, cfg, "gnn")
+    seed_everything(cfg.train.seed)
+    model = build_gnn(cfg)
+    return _train(model, cfg, train_events, train_graphs, val_events, val_graphs, output, device)
+
+
+def _as_model(model: nn.Module | str | Path, device: torch.device) -> nn.Module:
+    if isinstance(model, nn.Module):
+        return model.to(device).eval()
+    return load_model(model, device)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+@torch.inference_mode()
+def score_graph(
+    model: nn.Module, event_hits: dict, graph: Graph, device: torch.device, chunk_size: int | None = None
+) -> np.ndarray:
+    """Sigmoid scores (E,) float32 of one graph's edges."""
+    x = torch.from_numpy(node_features(event_hits, model.node_features, model.feature_scales)).to(device)
+    ei = torch.from_numpy(np.ascontiguousarray(graph.edge_index, dtype=np.int64)).to(device)
+    return torch.sigmoid(edge_logits(model, x, ei, chunk_size).float()).cpu().numpy()
+
+
+def _score_file(event_file, graph_file, model, device, chunk_size):
+    """Yield (graph, scores, seconds) for every graph of a shard."""
+    for graph in iter_graphs(graph_file):
+        event = read_event(event_file, graph.key, tables=("hits",))
+        if event.n_hits != graph.n_hits:
+            raise InputError(
+                f"graph has {graph.n_hits} hits but the event has {event.n_hits}",
+                file=graph_file,
+                event=graph.key,
+            )
+        _sync(device)
+        t0 = time.perf_counter()
+        scores = score_graph(model, event.hits, graph, device, chunk_size)
+        _sync(device)
+        yield graph, scores, time.perf_counter() - t0
+
+
+def _summary(all_scores, all_y, all_yt, cut, times, n_events) -> dict:
+    if all_scores:
+        metrics = working_point(
+            np.concatenate(all_scores), np.concatenate(all_y), np.concatenate(all_yt), cut
+        )
+    else:
+        metrics = working_point(np.zeros(0), np.zeros(0, bool), np.zeros(0, bool), cut)
+    metrics.update(
+        score_cut=cut,
+        n_events=n_events,
+        edges_in_per_event=metrics["edges_in"] / max(n_events, 1),
+        edges_out_per_event=metrics["edges_out"] / max(n_events, 1),
+        time_per_event_s=float(np.mean(times)) if times else float("nan"),
+    )
+    return metrics
+
+
+def run_apply_filter(
+    event_file: str | Path,
+    graph_file: str | Path,
+    model: nn.Module | str | Path,
+    output: str | Path,
+    cfg: FilterConfig | dict | None = None,
+    device: str = "auto",
+) -> dict:
+    """Score every edge (``scores/filter``) and write the graphs of the edges with score >= cut.
+
+    Returns working-point metrics of the cut on the input graphs (efficiency, purity, AUC,
+    edges in/out per event, scoring time per event).
+    """
+    cfg = cfg if isinstance(cfg, FilterConfig) else from_dict(FilterConfig, cfg, "filter")
+    dev = resolve_device(device)
+    net = _as_model(model, dev)
+    out, scores_l, y_l, yt_l, times = [], [], [], [], []
+    for graph, scores, dt in _score_file(event_file, graph_file, net, dev, cfg.chunk_size):
+        graph.scores["filter"] = scores
+        out.append(graph.subset(scores >= cfg.score_cut))
+        scores_l.append(scores)
+        y_l.append(graph.y)
+        yt_l.append(graph.y_target)
+        times.append(dt)
+    write_graphs(output, out, stage="filter")
+    return _summary(scores_l, y_l, yt_l, cfg.score_cut, times, len(out))
+
+
+def run_score_graphs(
+    event_file: str | Path,
+    graph_file: str | Path,
+    model: nn.Module | str | Path,
+    output: str | Path,
+    stage_name: str = "gnn",
+    device: str = "auto",
+    score_cut: float = 0.5,
+    chunk_size: int | None = None,
+) -> dict:
+    """Add ``scores/<stage_name>`` to every graph (all edges kept); metrics at ``score_cut``."""
+    dev = resolve_device(device)
+    net = _as_model(model, dev)
+    out, scores_l, y_l, yt_l, times = [], [], [], [], []
+    for graph, scores, dt in _score_file(event_file, graph_file, net, dev, chunk_size):
+        graph.scores[stage_name] = scores
+        out.append(graph)
+        scores_l.append(scores)
+        y_l.append(graph.y)
+        yt_l.append(graph.y_target)
+        times.append(dt)
+    write_graphs(output, out, stage=stage_name)
+    return _summary(scores_l, y_l, yt_l, score_cut, times, len(out))

@@ -1,0 +1,75 @@
+"""The ``Task`` that trains any edge classifier (filter or GNN) with the shared loop."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..models.losses import weighted_bce
+from .edge_metrics import working_point
+from .graph_data import GraphItem
+
+
+def edge_logits(model: nn.Module, x: torch.Tensor, edge_index: torch.Tensor, chunk_size: int | None = None):
+    """Logits of all edges; a per-edge model (the filter) may score them ``chunk_size`` at a time."""
+    n = edge_index.shape[1]
+    if chunk_size is None or n <= chunk_size:
+        return model(x, edge_index)
+    return torch.cat([model(x, edge_index[:, i : i + chunk_size]) for i in range(0, n, chunk_size)])
+
+
+class EdgeClassifierTask:
+    """Weighted BCE per item; validation at the working point ``score_cut``.
+
+    ``max_edges_per_step`` trains a per-edge model on a random subset of an item's edges (drawn
+    from torch's global generator, so a resumed run draws the same subsets); leave it None for
+    the GNN, whose edges interact.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        score_cut: float = 0.5,
+        max_edges_per_step: int | None = None,
+        eval_chunk_size: int | None = None,
+    ):
+        self.model = model
+        self.score_cut = score_cut
+        self.max_edges_per_step = max_edges_per_step
+        self.eval_chunk_size = eval_chunk_size
+
+    def model_config(self) -> dict:
+        return dict(self.model.config)
+
+    def loss(self, item: GraphItem, device: torch.device) -> torch.Tensor:
+        ei, y, w = item.edge_index, item.y, item.weight
+        if self.max_edges_per_step is not None and item.n_edges > self.max_edges_per_step:
+            pick = torch.randperm(item.n_edges)[: self.max_edges_per_step]
+            ei, y, w = ei[:, pick], y[pick], w[pick]
+        if not bool((w > 0).any()):
+            return torch.zeros((), device=device)  # nothing to learn (no weighted edges): fit skips it
+        logits = self.model(item.x.to(device), ei.to(device))
+        return weighted_bce(logits, y.to(device), w.to(device))
+
+    def evaluate(self, items: Sequence[GraphItem], device: torch.device) -> dict[str, float]:
+        scores, ys, yts = [], [], []
+        loss_sum, weight_sum = 0.0, 0.0
+        for item in items:
+            logits = edge_logits(
+                self.model, item.x.to(device), item.edge_index.to(device), self.eval_chunk_size
+            )
+            logits = logits.float().cpu()
+            per_edge = nn.functional.binary_cross_entropy_with_logits(logits, item.y, reduction="none")
+            loss_sum += float((per_edge * item.weight).sum())
+            weight_sum += float(item.weight.sum())
+            scores.append(torch.sigmoid(logits).numpy())
+            ys.append(item.y.numpy() > 0.5)
+            yts.append(item.y_target.numpy())
+        metrics = working_point(
+            np.concatenate(scores), np.concatenate(ys), np.concatenate(yts), self.score_cut
+        )
+        metrics["loss"] = loss_sum / weight_sum if weight_sum > 0 else float("nan")
+        return metrics

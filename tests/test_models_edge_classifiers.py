@@ -1,0 +1,215 @@
+"""Models: edge features, filter and interaction GNN, losses, metrics, regions, model files."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from synthetic import make_event
+
+from gnntrack.io.errors import InputError
+from gnntrack.io.features import DEFAULT_NODE_FEATURES, node_features
+from gnntrack.models import FilterModel, InteractionGNN, load_model, save_model
+from gnntrack.models.edge_features import EDGE_FEATURES, EdgeFeatures
+from gnntrack.models.losses import LossConfig, WeightRule, edge_weights, weighted_bce
+from gnntrack.training.edge_metrics import roc_auc, working_point
+from gnntrack.training.regions import RegionConfig, region_masks, region_subgraph
+
+torch.set_num_threads(1)
+F = len(DEFAULT_NODE_FEATURES)
+
+MODELS = [
+    lambda: FilterModel(hidden=16, n_layers=2),
+    lambda: InteractionGNN(hidden=16, n_graph_iters=2),
+    lambda: InteractionGNN(
+        hidden=16, n_graph_iters=3, recurrent=False, aggregation="mean", checkpointing=True
+    ),
+]
+
+
+@pytest.mark.parametrize("make", MODELS)
+def test_finite_scores_on_empty_and_isolated(make):
+    model = make().eval()
+    x = torch.randn(10, F)
+    assert model(x, torch.zeros((2, 0), dtype=torch.long)).shape == (0,)
+    out = model(x, torch.tensor([[0, 1], [1, 2]]))  # nodes 3..9 isolated
+    assert out.shape == (2,) and torch.all(torch.isfinite(out))
+    # coincident hits (dr = 0, dphi = 0): slopes must stay finite
+    x[4] = x[5]
+    assert torch.all(torch.isfinite(model(x, torch.tensor([[4], [5]]))))
+    # gradients flow and are finite in training mode (checkpointing active for the last model)
+    model.train()
+    model(x, torch.tensor([[0, 1, 4], [1, 2, 5]])).sum().backward()
+    assert all(torch.all(torch.isfinite(p.grad)) for p in model.parameters() if p.grad is not None)
+
+
+def test_gnn_is_equivariant_under_node_relabelling():
+    torch.manual_seed(1)
+    model = InteractionGNN(hidden=16, n_graph_iters=3).eval()
+    x = torch.randn(30, F)
+    ei = torch.randint(0, 30, (2, 80))
+    perm = torch.randperm(30)
+    inv = torch.argsort(perm)
+    a = model(x, ei)
+    b = model(x[perm], inv[ei])  # same graph, hits stored in another order
+    torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    # direction matters (separate incoming/outgoing aggregation): reversing edges changes scores
+    assert not torch.allclose(a, model(x, ei.flip(0)), atol=1e-4)
+
+
+def test_edge_features_physics():
+    ev = make_event(n_particles=5, n_noise=0, seed=3)
+    names = DEFAULT_NODE_FEATURES
+    x = torch.from_numpy(node_features(ev.hits, names))
+    feats = EdgeFeatures(names, {n: s for n, s in zip(names, [1000.0, math.pi, 1000.0, 1.0])}, EDGE_FEATURES)
+    ei = torch.from_numpy(ev.truth_edges)
+    f = feats(x, ei).numpy()
+    h = ev.hits
+    s, d = ev.truth_edges
+    np.testing.assert_allclose(f[:, 0], (h["r"][d] - h["r"][s]) / 100.0, rtol=1e-4)  # dr per 10 cm
+    np.testing.assert_allclose(f[:, 2], (h["z"][d] - h["z"][s]) / 100.0, rtol=1e-4, atol=1e-5)
+    assert np.all(np.abs(f[:, 1]) <= 10 * math.pi)  # dphi per 0.1 rad, wrapped
+    # phi wrap-around: hits at +3.1 and -3.1 rad are 0.083 rad apart, not 6.2
+    xw = torch.zeros(2, F)
+    xw[:, 0] = torch.tensor([0.1, 0.2])
+    xw[:, 1] = torch.tensor([3.1, -3.1]) / math.pi
+    dphi = feats(xw, torch.tensor([[0], [1]]))[0, 1].item() / 10.0
+    assert dphi == pytest.approx(2 * math.pi - 6.2, abs=1e-5)
+    with pytest.raises(ValueError, match="unknown edge feature"):
+        EdgeFeatures(names, {}, ["dr", "curvature"])
+    with pytest.raises(ValueError, match="need node feature"):
+        EdgeFeatures(["eta"], {}, ["dr"])
+
+
+def test_loss_weights_simple_and_rules():
+    ev = make_event(n_particles=30, n_noise=10, seed=4)
+    ei = ev.truth_edges[:, :20]
+    y = np.r_[np.ones(20, bool), np.zeros(5, bool)]
+    ep = np.r_[ev.truth_edge_particle[:20], -np.ones(5, np.int64)]
+    yt = y & np.r_[ev.particles["is_target"][ep[:20]], np.zeros(5, bool)]
+    w = edge_weights(
+        y, yt, ep, ev.particles, LossConfig(target_weight=2.0, non_target_weight=0.0, fake_weight=0.5)
+    )
+    assert np.all(w[yt] == 2.0) and np.all(w[y & ~yt] == 0.0) and np.all(w[~y] == 0.5)
+    rules = LossConfig(
+        weighting=[
+            WeightRule(0.1, {"y": False}),
+            WeightRule(0.0, {"y": True}),
+            WeightRule(3.0, {"y": True, "pt": [">", 2.0], "abs_eta": ["<", 4.0]}),
+        ]
+    )
+    w = edge_weights(y, yt, ep, ev.particles, rules)
+    pt = np.r_[ev.particles["pt"][ep[:20]], np.full(5, np.nan)]
+    assert (
+        np.all(w[~y] == pytest.approx(0.1))
+        and np.all(w[y & (pt > 2)] == 3.0)
+        and np.all(w[y & (pt <= 2)] == 0)
+    )
+    assert len(ei[0]) == 20
+
+
+def test_weighted_bce():
+    logits = torch.tensor([10.0, -10.0, 0.0], requires_grad=True)
+    loss = weighted_bce(logits, torch.tensor([1.0, 0.0, 1.0]), torch.tensor([1.0, 1.0, 0.0]))
+    assert loss.item() == pytest.approx(4.54e-5, rel=1e-2)  # the 0-weight wrong edge does not count
+    empty = weighted_bce(logits[:0], torch.zeros(0), torch.zeros(0))
+    assert empty.item() == 0.0 and empty.requires_grad
+
+
+def test_auc_and_working_point():
+    rng = np.random.default_rng(0)
+    s = np.round(rng.random(300), 2)  # many ties
+    y = rng.random(300) < 0.3 + 0.4 * s
+    pos, neg = s[y], s[~y]
+    brute = ((pos[:, None] > neg[None]).sum() + 0.5 * (pos[:, None] == neg[None]).sum()) / (
+        len(pos) * len(neg)
+    )
+    assert roc_auc(s, y) == pytest.approx(brute)
+    assert roc_auc(np.r_[0.1, 0.9], np.r_[False, True]) == 1.0
+    assert math.isnan(roc_auc(s, np.ones(300, bool)))
+    wp = working_point(
+        np.array([0.9, 0.8, 0.2, 0.7, 0.1]),
+        np.array([True, True, True, False, True]),
+        np.array([True, False, True, False, True]),
+        0.5,
+    )
+    assert wp["efficiency"] == pytest.approx(1 / 3)  # one of three target edges kept
+    assert wp["purity"] == pytest.approx(2 / 3)  # kept: true, true(non-target), fake
+    assert wp["masked_purity"] == pytest.approx(1 / 2)  # the non-target true edge is ignored
+
+
+def test_regions_cover_each_edge_once():
+    ev = make_event(n_particles=80, n_noise=30, seed=5, eta_max=2.0)
+    eta, phi = ev.hits["eta"], ev.hits["phi"]
+    cfg = RegionConfig(n_eta=3, n_phi=4, eta_min=-1.0, eta_max=1.0, eta_margin=0.3, phi_margin=0.4)
+    masks = region_masks(eta, phi, cfg)
+    assert len(masks) == 12
+    cores = np.stack([c for _, c in masks])
+    assert np.all(cores.sum(0) == 1)  # every hit in exactly one core
+    ei = ev.truth_edges
+    counted = np.zeros(ei.shape[1], int)
+    for region, core in masks:
+        nodes, kept, local = region_subgraph(ei, region, core)
+        assert np.array_equal(nodes[local], ei[:, kept])
+        counted[kept[core[ei[0, kept]]]] += 1
+    assert np.all(counted <= 1) and counted.mean() > 0.95  # track edges are short: nearly all trained once
+
+
+def test_model_file_roundtrip_and_errors(tmp_path):
+    model = InteractionGNN(hidden=8, n_graph_iters=1, feature_scales={"r": 500.0}).eval()
+    save_model(model, tmp_path / "m.pt")
+    loaded = load_model(tmp_path / "m.pt", "cpu")
+    assert isinstance(loaded, InteractionGNN) and not loaded.training
+    assert loaded.node_features == model.node_features and loaded.feature_scales["r"] == 500.0
+    x, ei = torch.randn(5, F), torch.tensor([[0, 1], [1, 2]])
+    torch.testing.assert_close(loaded(x, ei), model(x, ei))
+    (tmp_path / "bad.pt").write_bytes((tmp_path / "m.pt").read_bytes()[:200])
+    with pytest.raises(InputError, match="bad.pt"):
+        load_model(tmp_path / "bad.pt")
+    torch.save(
+        {"format": "gnntrack-model", "class": "os:system", "config": {}, "state_dict": {}}, tmp_path / "e.pt"
+    )
+    with pytest.raises(InputError, match="not a gnntrack model"):
+        load_model(tmp_path / "e.pt")
+
+
+def test_input_standardisation_is_fitted_and_saved(tmp_path):
+    model = FilterModel(hidden=8, n_layers=1)
+    g = torch.Generator().manual_seed(0)
+    xs = [torch.randn(100, F, generator=g) * 300 + 50 for _ in range(3)]  # badly scaled inputs
+    model.fit_input_normalisation(xs)
+    z = model.normalise(torch.cat(xs))
+    torch.testing.assert_close(z.mean(0), torch.zeros(F), atol=1e-4, rtol=0)
+    torch.testing.assert_close(z.std(0, unbiased=False), torch.ones(F), atol=1e-4, rtol=0)
+    save_model(model, tmp_path / "f.pt")
+    loaded = load_model(tmp_path / "f.pt")
+    assert torch.equal(loaded.x_mean, model.x_mean) and torch.equal(loaded.x_std, model.x_std)
+
+
+def test_model_file_with_wrong_weights_is_input_error(tmp_path):
+    model = FilterModel(hidden=8, n_layers=1)
+    save_model(model, tmp_path / "f.pt")
+    payload = torch.load(tmp_path / "f.pt", weights_only=True)
+    payload["config"]["hidden"] = 16  # weights of another architecture
+    torch.save(payload, tmp_path / "g.pt")
+    with pytest.raises(InputError, match="do not fit"):
+        load_model(tmp_path / "g.pt")
+    payload = torch.load(tmp_path / "f.pt", weights_only=True)
+    payload["state_dict"] = {k: v for k, v in payload["state_dict"].items() if not k.startswith("x_")}
+    torch.save(payload, tmp_path / "old.pt")  # written before input standardisation existed
+    assert torch.equal(load_model(tmp_path / "old.pt").x_std, torch.ones(F))
+
+
+@pytest.mark.parametrize("recurrent", [True, False])
+def test_gradient_checkpointing_gives_identical_gradients(recurrent):
+    x, ei = torch.randn(60, F), torch.randint(0, 60, (2, 200))
+    grads = []
+    for ckpt in (False, True):
+        torch.manual_seed(1)
+        model = InteractionGNN(hidden=16, n_graph_iters=3, recurrent=recurrent, checkpointing=ckpt)
+        model(x, ei).square().mean().backward()
+        grads.append([p.grad for p in model.parameters()])
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
