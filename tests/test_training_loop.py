@@ -121,12 +121,18 @@ def test_resume_is_identical_to_uninterrupted(tmp_path, scheduler):
     killed = ToyTask(seed=3, fail_at_epoch=len(train) * 2 + 3)  # dies inside epoch 3
     with pytest.raises(KeyboardInterrupt):
         fit(killed, train, val, cfg, tmp_path / "run.pt", device="cpu")
+    (tmp_path / "run.pt").unlink(missing_ok=True)  # what Snakemake does to a failed job's output
     restarted = ToyTask(seed=99)  # different init: everything must come from the checkpoint
     summary = fit(restarted, train, val, cfg, tmp_path / "run.pt", device="cpu")
     assert summary["resumed_from_epoch"] == 2
     assert [h["train_loss"] for h in summary["history"]] == [h["train_loss"] for h in ref_summary["history"]]
     for (k, a), b in zip(ref.model.state_dict().items(), restarted.model.state_dict().values()):
         assert torch.equal(a, b), k
+    best_ref = torch.load(tmp_path / "ref.pt", weights_only=True)
+    best_run = torch.load(tmp_path / "run.pt", weights_only=True)
+    assert best_ref["epoch"] == best_run["epoch"]
+    for k, v in best_ref["state_dict"].items():
+        assert torch.equal(v, best_run["state_dict"][k])
     last_ref = torch.load(tmp_path / "ref.pt.last", weights_only=True)
     last_run = torch.load(tmp_path / "run.pt.last", weights_only=True)
     for k, v in last_ref["state_dict"].items():

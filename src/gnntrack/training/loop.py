@@ -16,6 +16,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import sys
 import time
 from collections.abc import Sequence
@@ -60,6 +61,9 @@ def checkpoint_paths(output: str | Path) -> dict[str, Path]:
     output = Path(output)
     return {
         "best": output,
+        # the best weights live beside the declared output until training ends: a workflow
+        # manager deletes the output of a killed job, and the resumed job must still have them
+        "best_state": output.with_name(output.name + ".best"),
         "last": output.with_name(output.name + ".last"),
         "metrics": output.with_name(output.name + ".metrics.csv"),
         "tensorboard": output.with_name(output.name + ".tb"),
@@ -208,6 +212,7 @@ def fit(
             log.warning("%s belongs to a different model/config; training from scratch", paths["last"])
     if resumed_from is None:
         seed_everything(cfg.seed)
+        paths["best_state"].unlink(missing_ok=True)  # a previous run's best must not leak in
 
     writer = _tensorboard_writer(paths["tensorboard"]) if cfg.tensorboard else None
     was_deterministic = torch.are_deterministic_algorithms_enabled()
@@ -273,7 +278,7 @@ def fit(
                     model_payload(
                         model, task.model_config(), metrics=row, epoch=epoch + 1, train_config=to_dict(cfg)
                     ),
-                    paths["best"],
+                    paths["best_state"],
                 )
             else:
                 state["bad_epochs"] += 1
@@ -310,11 +315,14 @@ def fit(
             writer.close()
         torch.use_deterministic_algorithms(was_deterministic)
 
-    if state["best"] is None:  # no finite monitored value ever: keep the final weights
+    if state["best"] is None or not paths["best_state"].exists():
+        # no finite monitored value ever: keep the final weights
         save_checkpoint(
             model_payload(model, task.model_config(), epoch=state["epoch"], train_config=to_dict(cfg)),
-            paths["best"],
+            paths["best_state"],
         )
+    with atomic_output(paths["best"]) as tmp:
+        shutil.copyfile(paths["best_state"], tmp)
     best = load_checkpoint(paths["best"], "model file")
     model.load_state_dict(best["state_dict"])
     model.eval()
