@@ -1,0 +1,338 @@
+"""``gnntrack``: every pipeline stage as a command, for users who don't run Snakemake.
+
+Each subcommand makes the same library call as the workflow rule of the same name. Stage
+settings come from a campaign YAML file (``--config``, the stage's own section of it, exactly as
+the workflow passes it) and ``--set key=value`` overrides; without either the stage defaults
+apply. Bad input or config ends with a one-line message on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from pathlib import Path
+
+import yaml
+
+from gnntrack.config import ConfigError, from_dict, load_yaml, to_dict
+from gnntrack.io.errors import InputError
+
+#: Campaign config section -> stage dataclass ("module:Class"). The workflow and its schema
+#: generator read this mapping too, so a stage's section has one name everywhere.
+STAGE_CLASSES = {
+    "simulation": "gnntrack.simulation:SimulationConfig",
+    "convert": "gnntrack.io.convert:ConvertConfig",
+    "module_map": "gnntrack.graph_construction:ModuleMapConfig",
+    "metric_learning": "gnntrack.graph_construction:MetricLearningConfig",
+    "graph_construction": "gnntrack.graph_construction:GraphConstructionConfig",
+    "filter": "gnntrack.training:FilterConfig",
+    "gnn": "gnntrack.training:GNNConfig",
+    "inference": "gnntrack.inference:InferenceConfig",
+    "reassociation": "gnntrack.reassociation:ReassociationConfig",
+    "evaluation": "gnntrack.evaluation:EvaluationConfig",
+    "bench": "gnntrack.inference:BenchConfig",
+}
+
+EXIT_BAD_INPUT = 2
+
+
+def stage_class(section: str) -> type:
+    module, name = STAGE_CLASSES[section].split(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def stage_config(section: str, campaign: dict | None = None, overrides: list[str] | None = None):
+    """The stage dataclass of ``section`` from a campaign mapping plus ``key=value`` overrides."""
+    data = dict((campaign or {}).get(section) or {})
+    for item in overrides or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set {item!r}: expected key=value")
+        *parents, leaf = key.split(".")
+        node = data
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {item!r}: {part} is not a mapping")
+        node[leaf] = yaml.safe_load(value)
+    return from_dict(stage_class(section), data, where=section)
+
+
+def normalised_stage_config(section: str, campaign: dict) -> dict:
+    """Plain dict of a stage's full config, defaults filled in (the workflow's ``params.cfg``)."""
+    return to_dict(stage_config(section, campaign))
+
+
+# --------------------------------------------------------------------------- subcommands
+def _cfg(args, section):
+    campaign = load_yaml(args.config) if args.config else {}
+    return stage_config(section, campaign, args.set)
+
+
+def cmd_simulate(args):
+    from gnntrack.simulation import run_simulate
+
+    run_simulate(args.output, _cfg(args, "simulation"), shard=args.shard)
+
+
+def cmd_convert(args):
+    from gnntrack.io.convert import run_convert
+
+    run_convert(list(args.inputs), args.output, _cfg(args, "convert"))
+
+
+def cmd_build_module_map(args):
+    from gnntrack.graph_construction import run_build_module_map
+
+    run_build_module_map(list(args.events), args.output, _cfg(args, "module_map"))
+
+
+def cmd_train_metric_learning(args):
+    from gnntrack.graph_construction import run_train_metric_learning
+
+    run_train_metric_learning(
+        args.train, args.val, args.output, _cfg(args, "metric_learning"), device=args.device
+    )
+
+
+def cmd_build_graphs(args):
+    from gnntrack.graph_construction import run_build_graphs
+
+    cfg = _cfg(args, "graph_construction")
+    run_build_graphs(args.events, args.output, cfg, args.module_map, args.embedding, device=args.device)
+
+
+def _train_edge_classifier(args, section, run):
+    run(
+        args.train_events,
+        args.train_graphs,
+        args.val_events,
+        args.val_graphs,
+        args.output,
+        _cfg(args, section),
+        device=args.device,
+    )
+
+
+def cmd_train_filter(args):
+    from gnntrack.training import run_train_filter
+
+    _train_edge_classifier(args, "filter", run_train_filter)
+
+
+def cmd_train_gnn(args):
+    from gnntrack.training import run_train_gnn
+
+    _train_edge_classifier(args, "gnn", run_train_gnn)
+
+
+def cmd_apply_filter(args):
+    from gnntrack.training import run_apply_filter
+
+    run_apply_filter(
+        args.events, args.graphs, args.model, args.output, _cfg(args, "filter"), device=args.device
+    )
+
+
+def cmd_score_gnn(args):
+    from gnntrack.training import run_score_graphs
+
+    cfg = _cfg(args, "gnn")
+    run_score_graphs(
+        args.events, args.graphs, args.model, args.output, "gnn", device=args.device, score_cut=cfg.score_cut
+    )
+
+
+def cmd_infer(args):
+    from gnntrack.inference import run_infer
+
+    run_infer(
+        args.events,
+        args.output,
+        _cfg(args, "inference"),
+        module_map=args.module_map,
+        embedding=args.embedding,
+        filter_model=args.filter_model,
+        gnn_model=args.gnn_model,
+        device=args.device,
+    )
+
+
+def cmd_reassociate(args):
+    from gnntrack.reassociation import run_reassociate
+
+    run_reassociate(args.events, args.tracks, args.output, _cfg(args, "reassociation"))
+
+
+def _stage_files(items: list[str]) -> dict[str, list[Path]]:
+    out: dict[str, list[Path]] = {}
+    for item in items:
+        stage, sep, files = item.partition("=")
+        if not sep or not files:
+            raise ConfigError(f"--graphs {item!r}: expected STAGE=FILE[,FILE...]")
+        out.setdefault(stage, []).extend(Path(f) for f in files.split(","))
+    return out
+
+
+def cmd_evaluate(args):
+    from gnntrack.evaluation import run_evaluate
+
+    campaign = load_yaml(args.config) if args.config else {}
+    info = {"name": campaign.get("campaign", "cli")}
+    run_evaluate(
+        args.events,
+        args.tracks,
+        _stage_files(args.graphs),
+        args.output,
+        _cfg(args, "evaluation"),
+        campaign=info,
+    )
+
+
+def cmd_export(args):
+    from gnntrack.export import run_export
+
+    models = {}
+    for item in args.model:
+        name, sep, path = item.partition("=")
+        if not sep or not path:
+            raise ConfigError(f"--model {item!r}: expected NAME=PATH")
+        models[name] = Path(path)
+    checks = run_export(models, args.output, args.sample_events, args.sample_graphs)
+    print(yaml.safe_dump(checks, sort_keys=False), end="")
+
+
+# --------------------------------------------------------------------------- parser
+def _common(p: argparse.ArgumentParser, device: bool = False) -> None:
+    p.add_argument("-c", "--config", type=Path, help="campaign YAML (the stage's section is used)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a stage setting (YAML value)",
+    )
+    if device:
+        p.add_argument("--device", default="auto", help="torch device: auto (CUDA if present), cpu, cuda[:N]")
+
+
+def _models(p: argparse.ArgumentParser) -> None:
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--module-map", type=Path, help="module map (graph_construction.method=module_map)")
+    g.add_argument("--embedding", type=Path, help="metric-learning model (method=metric_learning)")
+    p.add_argument("--filter-model", type=Path, help="edge filter model (when the filter runs)")
+    p.add_argument("--gnn-model", type=Path, required=True)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gnntrack",
+        description="GNN track reconstruction: every pipeline stage as a command, making the same "
+        "call as the Snakemake rule of the same name.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name, func, help, device=False):
+        p = sub.add_parser(name, help=help, description=help)
+        _common(p, device)
+        p.set_defaults(func=func)
+        return p
+
+    p = add("simulate", cmd_simulate, "simulate one shard of events -> GNN4ITk ROOT ntuple")
+    p.add_argument("--shard", type=int, required=True)
+    p.add_argument("-o", "--output", type=Path, required=True)
+
+    p = add("convert", cmd_convert, "ROOT ntuples or TrackML events -> events HDF5 shard")
+    p.add_argument("inputs", nargs="+", type=Path)
+    p.add_argument("-o", "--output", type=Path, required=True)
+
+    p = add("build-module-map", cmd_build_module_map, "train events -> module map")
+    p.add_argument("events", nargs="+", type=Path)
+    p.add_argument("-o", "--output", type=Path, required=True)
+
+    p = add("train-metric-learning", cmd_train_metric_learning, "train the embedding model", device=True)
+    p.add_argument("--train", nargs="+", type=Path, required=True)
+    p.add_argument("--val", nargs="+", type=Path, required=True)
+    p.add_argument("-o", "--output", type=Path, required=True)
+
+    p = add("build-graphs", cmd_build_graphs, "events shard -> graphs (module map or embedding)", device=True)
+    p.add_argument("events", type=Path)
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--module-map", type=Path)
+    g.add_argument("--embedding", type=Path)
+    p.add_argument("-o", "--output", type=Path, required=True)
+
+    for name, func, help in (
+        ("train-filter", cmd_train_filter, "train the edge filter"),
+        ("train-gnn", cmd_train_gnn, "train the GNN edge classifier"),
+    ):
+        p = add(name, func, help, device=True)
+        for opt in ("--train-events", "--train-graphs", "--val-events", "--val-graphs"):
+            p.add_argument(opt, nargs="+", type=Path, required=True)
+        p.add_argument("-o", "--output", type=Path, required=True)
+
+    for name, func, help in (
+        ("apply-filter", cmd_apply_filter, "keep the edges of a graphs shard above the filter cut"),
+        ("score-gnn", cmd_score_gnn, "add GNN edge scores to a graphs shard"),
+    ):
+        p = add(name, func, help, device=True)
+        p.add_argument("events", type=Path)
+        p.add_argument("graphs", type=Path)
+        p.add_argument("--model", type=Path, required=True)
+        p.add_argument("-o", "--output", type=Path, required=True)
+
+    p = add("infer", cmd_infer, "full inference chain on an events shard -> tracks", device=True)
+    p.add_argument("events", type=Path)
+    _models(p)
+    p.add_argument("-o", "--output", type=Path, required=True)
+
+    p = add("reassociate", cmd_reassociate, "tracks -> ordered clusters and per-event CSVs")
+    p.add_argument("events", type=Path)
+    p.add_argument("tracks", type=Path)
+    p.add_argument("-o", "--output", type=Path, required=True, help="output folder")
+
+    p = add("evaluate", cmd_evaluate, "tracks + truth -> summary.json, report.md, plots")
+    p.add_argument("--events", nargs="+", type=Path, required=True)
+    p.add_argument("--tracks", nargs="+", type=Path, required=True)
+    p.add_argument("--graphs", action="append", default=[], metavar="STAGE=FILE[,FILE...]")
+    p.add_argument("-o", "--output", type=Path, required=True, help="output folder")
+
+    p = add("export", cmd_export, "models -> ONNX + TorchScript, checked against PyTorch")
+    p.add_argument("--model", action="append", required=True, metavar="NAME=PATH")
+    p.add_argument("--sample-events", type=Path, required=True)
+    p.add_argument("--sample-graphs", type=Path, required=True)
+    p.add_argument("-o", "--output", type=Path, required=True, help="output folder")
+
+    # `gnntrack bench` is gnntrack.inference.bench's own command line, forwarded as is by main()
+    sub.add_parser(
+        "bench", help="per-stage inference timing table (see gnntrack bench --help)", add_help=False
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["bench"]:
+        from gnntrack.inference.bench import main as bench_main
+
+        return bench_main(argv[1:])
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(name)s %(levelname)s: %(message)s",
+    )
+    try:
+        args.func(args)
+    except (InputError, ConfigError, FileNotFoundError) as exc:
+        message = " ".join(str(exc).split())  # one line, even when a wrapped library error has several
+        print(f"gnntrack {args.command}: error: {message}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

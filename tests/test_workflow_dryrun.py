@@ -1,0 +1,243 @@
+"""The Snakemake workflow's plan: campaigns, config validation, rerun triggers, real inputs.
+
+Each test runs the real Snakefile in a scratch folder that links to the repository's
+Snakefile, workflow/ and config/, so results and .snakemake/ stay out of the checkout.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+from snakemake.utils import update_config
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def make_workdir(path: Path, extra_config: dict | None = None) -> Path:
+    """A campaign folder: links to the workflow and configs, plus ``extra.yaml`` if given."""
+    path.mkdir(parents=True, exist_ok=True)
+    for name in ("Snakefile", "workflow", "config", "profiles"):
+        link = path / name
+        if not link.exists():
+            link.symlink_to(REPO / name)
+    if extra_config is not None:
+        (path / "extra.yaml").write_text(yaml.safe_dump(extra_config))
+    return path
+
+
+def snakemake(
+    workdir: Path, *args: str, check: bool = True, timeout: float = 600
+) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "snakemake", "--cores", "1", *args]
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    res = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=timeout, env=env)
+    if check and res.returncode != 0:
+        raise AssertionError(
+            f"{' '.join(cmd)} failed ({res.returncode}):\n{res.stdout[-4000:]}\n{res.stderr[-4000:]}"
+        )
+    return res
+
+
+def planned_jobs(res: subprocess.CompletedProcess) -> dict[str, int]:
+    """Rule -> job count from the 'Job stats' table of a dry run."""
+    text = res.stdout + res.stderr
+    if "Nothing to be done" in text:
+        return {}
+    table = text.split("Job stats:", 1)[1]
+    jobs = {}
+    for line in table.splitlines()[3:]:
+        m = re.match(r"^(\w+)\s+(\d+)$", line.strip())
+        if not m or m.group(1) == "total":
+            break
+        jobs[m.group(1)] = int(m.group(2))
+    return jobs
+
+
+def dry_run(workdir: Path, *configfiles: str, extra: tuple[str, ...] = ()) -> dict[str, int]:
+    args = ["-n", "--quiet", "rules"]
+    if configfiles:
+        args += ["--configfile", *configfiles]
+    return planned_jobs(snakemake(workdir, *args, *extra))
+
+
+def test_lint_is_clean(tmp_path):
+    res = snakemake(make_workdir(tmp_path), "--lint", check=False)
+    assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_default_campaign_plans_module_map_chain(tmp_path):
+    jobs = dry_run(make_workdir(tmp_path))
+    cfg = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    n_shards = sum(cfg["shards"].values())
+    assert jobs["simulate"] == jobs["convert"] == jobs["build_graphs"] == n_shards
+    assert jobs["build_module_map"] == jobs["train_gnn"] == jobs["evaluate"] == 1
+    assert jobs["infer"] == cfg["shards"]["test"]
+    assert "train_metric_learning" not in jobs
+
+
+def test_itk_mu200_campaign_uses_metric_learning_and_filter(tmp_path):
+    jobs = dry_run(make_workdir(tmp_path), "config/itk_mu200.yaml")
+    cfg = yaml.safe_load((REPO / "config/itk_mu200.yaml").read_text())
+    n_shards = sum(cfg["shards"].values())
+    assert n_shards >= 50, "the cluster campaign should have many shards"
+    assert jobs["train_metric_learning"] == jobs["train_filter"] == jobs["train_gnn"] == 1
+    assert jobs["apply_filter"] == jobs["build_graphs"] == n_shards
+    assert "build_module_map" not in jobs
+    assert jobs["bench"] == 1
+
+
+def test_tiny_campaign_plans_every_stage(tmp_path):
+    jobs = dry_run(make_workdir(tmp_path), "config/test_tiny.yaml")
+    for rule in ("simulate", "convert", "build_module_map", "build_graphs", "train_filter", "apply_filter"):
+        assert jobs.get(rule, 0) >= 1, rule
+    for rule in ("train_gnn", "score_gnn", "infer", "reassociate", "evaluate", "export"):
+        assert jobs.get(rule, 0) >= 1, rule
+
+
+def test_slurm_profile_routes_gpu_rules_to_gpu_partition(tmp_path):
+    res = snakemake(
+        make_workdir(tmp_path), "-n", "--profile", "profiles/slurm", "--configfile", "config/test_tiny.yaml"
+    )
+    text = res.stdout + res.stderr
+    blocks = {
+        m.group(1): m.group(2) for m in re.finditer(r"rule (\w+):\n(.*?)(?=\n\[|\nrule |\Z)", text, re.S)
+    }
+    assert "slurm_partition=gpu" in blocks["train_gnn"] and "gpu=1" in blocks["train_gnn"]
+    assert "slurm_partition=cpu" in blocks["convert"] and "gpu=" not in blocks["convert"]
+
+
+def _schema_errors(overrides: dict) -> str:
+    """Errors of config/config.yaml merged with ``overrides`` against the workflow schema."""
+    cfg = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    update_config(cfg, overrides)
+    schema = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
+    return "\n".join(e.message for e in jsonschema.Draft202012Validator(schema).iter_errors(cfg))
+
+
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        ({"gnn_settings": {"hidden": 4}}, "gnn_settings"),  # unknown top-level key
+        ({"shards": {"train": "two"}}, "'two' is not of type 'integer'"),
+        ({"steps": {"plots": True}}, "plots"),
+        ({"gnn": {"not_a_gnn_setting": 3}}, "not_a_gnn_setting"),  # unknown key in a stage section
+        ({"gnn": {"train": {"epochs": 1.5}}}, "1.5"),  # wrong type in a nested stage section
+        ({"graph_construction": {"method": "knn"}}, "knn"),  # not one of the allowed values
+        ({"input": {"source": "root"}}, "root_files"),  # real input without files
+        ({"resources": {"train_gnn": {"gpus": 1}}}, "gpus"),
+    ],
+)
+def test_schema_rejects_wrong_keys_and_types(bad, message):
+    assert message in _schema_errors(bad)
+
+
+def test_every_campaign_file_is_valid():
+    for campaign in ("test_tiny.yaml", "itk_mu200.yaml"):
+        assert _schema_errors(yaml.safe_load((REPO / "config" / campaign).read_text())) == ""
+    assert _schema_errors({}) == ""
+
+
+def test_config_error_stops_snakemake_with_the_key_path(tmp_path):
+    workdir = make_workdir(tmp_path, {"gnn": {"hiden": 3}})
+    res = snakemake(workdir, "-n", "--configfile", "extra.yaml", check=False)
+    err = res.stdout + res.stderr
+    assert res.returncode != 0
+    assert "invalid campaign config at gnn" in err and "'hiden' was unexpected" in err, err[-3000:]
+    assert "hidden" in err, "the message lists the allowed keys"
+    assert "Traceback" not in err
+
+
+def test_schema_is_generated_from_stage_dataclasses():
+    res = subprocess.run(
+        [sys.executable, str(REPO / "workflow/schemas/make_schema.py"), "--check"],
+        capture_output=True,
+        text=True,
+    )
+    assert res.returncode == 0, res.stderr
+    schema = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
+
+    def closed(node, where):
+        if node.get("type") == "object" and "properties" in node:
+            assert node.get("additionalProperties") is False, where
+        for key in ("properties",):
+            for name, sub in node.get(key, {}).items():
+                closed(sub, f"{where}.{name}")
+
+    closed(schema, "config")
+
+
+def test_real_root_input_replaces_simulation(tmp_path):
+    raw = tmp_path / "ntuples"
+    raw.mkdir()
+    for i in range(7):
+        (raw / f"dump_{i}.root").write_bytes(b"")
+    extra = {"input": {"source": "root", "root_files": [str(raw / "dump_*.root")]}, "campaign": "real"}
+    workdir = make_workdir(tmp_path / "run", extra)
+    res = snakemake(workdir, "-n", "--configfile", "config/test_tiny.yaml", "extra.yaml")
+    jobs = planned_jobs(res)
+    assert "simulate" not in jobs
+    n_shards = sum(yaml.safe_load((REPO / "config/test_tiny.yaml").read_text())["shards"].values())
+    assert jobs["convert"] == n_shards
+    # 7 files over the shards in contiguous chunks: every file is the input of exactly one convert job
+    inputs = re.findall(r"rule convert:\n\s+input: ([^\n]*)", res.stdout)
+    used = sorted(f for line in inputs for f in re.findall(r"dump_(\d)\.root", line))
+    assert used == [str(i) for i in range(7)]
+    assert max(map(len, inputs)) - min(map(len, inputs)) <= len(str(raw / "dump_0.root")) + 2
+
+
+def test_too_few_real_inputs_is_a_clear_error(tmp_path, shared_dir):
+    extra = {"input": {"source": "trackml", "trackml_dir": str(shared_dir / "data/trackml_sample")}}
+    res = snakemake(make_workdir(tmp_path, extra), "-n", "--configfile", "extra.yaml", check=False)
+    assert res.returncode != 0
+    assert "cannot fill" in res.stdout + res.stderr
+
+
+def _touch_all_outputs(workdir: Path, *configfiles: str) -> None:
+    """Create every planned output, then let Snakemake --touch record their metadata (params)."""
+    res = snakemake(workdir, "--summary", "--configfile", *configfiles)
+    for line in res.stdout.splitlines()[1:]:
+        fields = line.split("\t")
+        if len(fields) < 3 or not fields[0].startswith(("results/", "data/")):
+            continue
+        path = workdir / fields[0]
+        if fields[0].endswith(("/plots",)) or re.search(r"/athena/\d+$", fields[0]):
+            path.mkdir(parents=True, exist_ok=True)
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.touch()
+    snakemake(workdir, "--touch", "--forceall", "--configfile", *configfiles)
+    assert dry_run(workdir, *configfiles) == {}, "touched campaign should be complete"
+
+
+def test_changing_one_stage_reruns_it_and_its_descendants_only(tmp_path):
+    workdir = make_workdir(tmp_path)
+    _touch_all_outputs(workdir, "config/test_tiny.yaml")
+    tiny = yaml.safe_load((REPO / "config/test_tiny.yaml").read_text())
+
+    (workdir / "extra.yaml").write_text(yaml.safe_dump({"gnn": {"hidden": tiny["gnn"]["hidden"] * 2}}))
+    jobs = dry_run(workdir, "config/test_tiny.yaml", "extra.yaml")
+    assert set(jobs) == {
+        "train_gnn",
+        "score_gnn",
+        "infer",
+        "reassociate",
+        "evaluate",
+        "export",
+        "bench",
+        "all",
+    }
+
+    (workdir / "extra.yaml").write_text(yaml.safe_dump({"module_map": {"tolerance": 0.25}}))
+    jobs = dry_run(workdir, "config/test_tiny.yaml", "extra.yaml")
+    assert "simulate" not in jobs and "convert" not in jobs
+    assert jobs["build_module_map"] == 1 and jobs["build_graphs"] == sum(tiny["shards"].values())
+
+    # an unchanged config still has nothing to do: the params comparison is stable
+    assert dry_run(workdir, "config/test_tiny.yaml") == {}

@@ -1,0 +1,285 @@
+"""Campaign bookkeeping shared by all rules: config validation, shards, paths, stage params.
+
+Everything that decides *which* files exist lives here, so the stage rules only wire files to
+one library call each.
+"""
+
+import glob
+from pathlib import Path
+
+import jsonschema
+import yaml
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+
+SCHEMA = Path(workflow.basedir) / "workflow/schemas/config.schema.yaml"
+
+
+def validate_campaign(config):
+    """Stop on the first wrong key or type, named by its path; then fill in the stage defaults."""
+    with open(SCHEMA) as fh:
+        schema = yaml.safe_load(fh)
+    error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(config))
+    if error is not None:
+        where = ".".join(str(p) for p in error.absolute_path) or "top level"
+        message = f"invalid campaign config at {where}: {error.message}"
+        if error.validator == "additionalProperties":
+            message += f"; allowed keys: {', '.join(error.schema['properties'])}"
+        raise WorkflowError(message)
+    validate(config, schema=str(SCHEMA))
+
+
+validate_campaign(config)
+
+CAMPAIGN = config["campaign"]
+RESULTS = f"results/{CAMPAIGN}"
+LOGS = f"{RESULTS}/logs"
+BENCHMARKS = f"{RESULTS}/benchmarks"
+SPLITS = ("train", "val", "test")
+ENV = "../../envs/gnntrack.yaml"
+REPORT = "../report"
+
+STEPS = config["steps"]
+USE_FILTER = STEPS["filter"]
+
+
+# --------------------------------------------------------------------------- stage configs
+def stage_config(section):
+    """One stage's config section, every default filled in by the schema (the rule's ``params.cfg``).
+
+    Each rule receives only its own section, so Snakemake's params rerun-trigger fires exactly when
+    a value that the stage sees changes. The schema is generated from the stage dataclasses, so a
+    wrong key or type has already failed validation above, with its path.
+    """
+    return config[section]
+
+
+GRAPH_METHOD = stage_config("graph_construction")["method"]
+
+
+# --------------------------------------------------------------------------- inputs and shards
+def _n_shards():
+    return sum(config["shards"][s] for s in SPLITS)
+
+
+def _chunk(items, n):
+    """Split ``items`` into ``n`` contiguous, nearly equal chunks (every chunk non-empty)."""
+    if len(items) < n:
+        raise WorkflowError(f"{len(items)} input file(s) cannot fill {n} shards; lower 'shards'")
+    size, extra = divmod(len(items), n)
+    out, start = [], 0
+    for i in range(n):
+        stop = start + size + (1 if i < extra else 0)
+        out.append(items[start:stop])
+        start = stop
+    return out
+
+
+def _input_files():
+    """Real-data inputs of each shard, in shard order (None for the built-in simulation)."""
+    source = config["input"]["source"]
+    if source == "simulation":
+        return None
+    if source == "root":
+        patterns = config["input"]["root_files"]
+        patterns = [patterns] if isinstance(patterns, str) else patterns
+        files = sorted({f for p in patterns for f in (glob.glob(p) or [p])})
+    else:
+        hits = sorted(glob.glob(str(Path(config["input"]["trackml_dir"]) / "event*-hits.csv*")))
+        if not hits:
+            raise WorkflowError(f"no event*-hits.csv[.gz] files in input.trackml_dir={config['input']['trackml_dir']}")
+        files = hits
+    return _chunk(files, _n_shards())
+
+
+def _shards():
+    """Shard names of each split: consecutive numbers, train first, so shard i <-> input chunk i."""
+    shards, first = {}, 0
+    for split in SPLITS:
+        n = config["shards"][split]
+        shards[split] = [str(i) for i in range(first, first + n)]
+        first += n
+    return shards
+
+
+INPUT_CHUNKS = _input_files()
+SHARDS = _shards()
+
+
+def shard_split(shard):
+    for split, shards in SHARDS.items():
+        if shard in shards:
+            return split
+    raise WorkflowError(f"shard {shard} is not part of campaign {CAMPAIGN} ({SHARDS})")
+
+
+def convert_inputs(wildcards):
+    """Raw files of one shard: a simulated ROOT file or a slice of the real inputs."""
+    if shard_split(wildcards.shard) != wildcards.split:
+        raise WorkflowError(f"shard {wildcards.shard} belongs to split {shard_split(wildcards.shard)}")
+    if INPUT_CHUNKS is None:
+        return [f"data/sim/{CAMPAIGN}/{wildcards.shard}.root"]
+    return INPUT_CHUNKS[int(wildcards.shard)]
+
+
+def convert_config():
+    """The convert section, with the input format that ``input.source`` implies."""
+    fmt = "trackml" if config["input"]["source"] == "trackml" else "root"
+    return {**stage_config("convert"), "input_format": fmt}
+
+
+#: inference setting <- graph_construction setting it must agree with
+_INFERENCE_FROM_GRAPH_CONSTRUCTION = {
+    "module_map_cut": "cut",
+    "module_map_tolerance": "tolerance",
+    "module_map_n_sigma": "n_sigma",
+    "r_max": "r_max",
+    "k_max": "k_max",
+}
+
+
+def inference_config():
+    """The inference section, made to rebuild the graphs the filter and GNN were trained on.
+
+    Graph-construction overrides the inference section leaves unset (null) are taken from the
+    graph_construction section, and the filter cut is the one apply_filter used for training.
+    """
+    cfg = dict(stage_config("inference"))
+    gc = stage_config("graph_construction")
+    for key, gc_key in _INFERENCE_FROM_GRAPH_CONSTRUCTION.items():
+        if cfg.get(key) is None and gc.get(gc_key) is not None:
+            cfg[key] = gc[gc_key]
+    if USE_FILTER:
+        cfg["filter_cut"] = stage_config("filter")["score_cut"]
+    return cfg
+
+
+def trackml_detectors():
+    det = stage_config("convert").get("detectors")
+    return [det] if config["input"]["source"] == "trackml" and det else []
+
+
+# --------------------------------------------------------------------------- file names
+def events(split, shard="{shard}"):
+    return f"{RESULTS}/events/{split}/{shard}.h5"
+
+
+def split_events(split):
+    return [events(split, s) for s in SHARDS[split]]
+
+
+def graphs(split, shard="{shard}"):
+    return f"{RESULTS}/graphs/{split}/{shard}.h5"
+
+
+def filtered(split, shard="{shard}"):
+    return f"{RESULTS}/filtered/{split}/{shard}.h5"
+
+
+def gnn_input_graphs(split, shard="{shard}"):
+    """The graphs the GNN trains and is evaluated on: filtered when the filter runs."""
+    return filtered(split, shard) if USE_FILTER else graphs(split, shard)
+
+
+MODULE_MAP = f"{RESULTS}/module_map/module_map.h5"
+MODELS = {
+    "metric_learning": f"{RESULTS}/models/metric_learning.pt",
+    "filter": f"{RESULTS}/models/filter.pt",
+    "gnn": f"{RESULTS}/models/gnn.pt",
+}
+
+
+def graph_builder_inputs():
+    """What graph construction needs: the module map or the embedding model."""
+    if GRAPH_METHOD == "module_map":
+        return {"module_map": MODULE_MAP}
+    return {"embedding": MODELS["metric_learning"]}
+
+
+def inference_models():
+    """Model inputs of the one-process inference chain (infer, bench), named as run_infer names them."""
+    models = graph_builder_inputs()
+    if USE_FILTER:
+        models["filter_model"] = MODELS["filter"]
+    models["gnn_model"] = MODELS["gnn"]
+    return models
+
+
+def trained_models():
+    """Models of this campaign's chain, in pipeline order (name -> checkpoint)."""
+    names = ["metric_learning"] if GRAPH_METHOD == "metric_learning" else []
+    names += ["filter"] if USE_FILTER else []
+    return {name: MODELS[name] for name in names + ["gnn"]}
+
+
+def export_outputs():
+    return [f"{RESULTS}/export/{name}.{ext}" for name in trained_models() for ext in ("onnx", "ts.pt")]
+
+
+def evaluation_graphs():
+    """Graph files of each stage on the test split, keyed by stage name."""
+    stages = {GRAPH_METHOD: [graphs("test", s) for s in SHARDS["test"]]}
+    if USE_FILTER:
+        stages["filter"] = [filtered("test", s) for s in SHARDS["test"]]
+    stages["gnn"] = expand(f"{RESULTS}/scored/test/{{shard}}.h5", shard=SHARDS["test"])
+    return stages
+
+
+def final_outputs():
+    out = [
+        f"{RESULTS}/eval/summary.json",
+        f"{RESULTS}/eval/report.md",
+        f"{RESULTS}/eval/plots",
+    ]
+    out += expand(f"{RESULTS}/athena/{{shard}}", shard=SHARDS["test"]) if STEPS["reassociate"] else []
+    out += export_outputs() if STEPS["export"] else []
+    out += [f"{RESULTS}/bench/bench.json"] if STEPS["bench"] else []
+    return out
+
+
+def campaign_info():
+    """What the evaluation report prints about the campaign it summarises."""
+    info = {
+        "name": CAMPAIGN,
+        "input": config["input"]["source"],
+        "shards": dict(config["shards"]),
+        "graph_construction": GRAPH_METHOD,
+        "filter": USE_FILTER,
+    }
+    if config["input"]["source"] == "simulation":
+        info["mu"] = stage_config("simulation").get("mu")
+    return info
+
+
+# --------------------------------------------------------------------------- resources
+GPU_RULES = {
+    "train_metric_learning",
+    "build_graphs",
+    "train_filter",
+    "apply_filter",
+    "train_gnn",
+    "score_gnn",
+    "infer",
+    "bench",
+}
+
+
+def _resource_settings(name):
+    """Merge resources: ``default`` < ``gpu`` (GPU rules) < the rule's own entry."""
+    res = config["resources"]
+    merged = dict(res.get("default", {}))
+    if name in GPU_RULES:
+        merged.update(res.get("gpu", {}))
+    merged.update(res.get(name, {}))
+    return merged
+
+
+def rule_resources(name):
+    """Scheduler resources of ``rule``: runtime (min), mem_mb and, on GPU rules, gpu."""
+    merged = _resource_settings(name)
+    merged.pop("threads", None)
+    return merged
+
+
+def rule_threads(name):
+    return _resource_settings(name).get("threads", 1)

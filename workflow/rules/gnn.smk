@@ -1,0 +1,47 @@
+# GNN edge classifier (interaction network): training, and scoring of the test graphs for
+# the edge-level evaluation.
+
+
+rule train_gnn:
+    input:
+        train_events=split_events("train"),
+        train_graphs=[gnn_input_graphs("train", s) for s in SHARDS["train"]],
+        val_events=split_events("val"),
+        val_graphs=[gnn_input_graphs("val", s) for s in SHARDS["val"]],
+    output:
+        MODELS["gnn"],
+    params:
+        cfg=stage_config("gnn"),
+    log:
+        f"{LOGS}/train_gnn.log",
+    benchmark:
+        f"{BENCHMARKS}/train_gnn.tsv"
+    threads: rule_threads("train_gnn")
+    resources:
+        **rule_resources("train_gnn"),
+    conda:
+        ENV
+    script:
+        "../scripts/train_gnn.py"
+
+
+rule score_gnn:
+    input:
+        events=events("test"),
+        graphs=gnn_input_graphs("test"),
+        model=MODELS["gnn"],
+    output:
+        f"{RESULTS}/scored/test/{{shard}}.h5",
+    params:
+        score_cut=stage_config("gnn")["score_cut"],
+    log:
+        f"{LOGS}/score_gnn/{{shard}}.log",
+    benchmark:
+        f"{BENCHMARKS}/score_gnn/{{shard}}.tsv"
+    threads: rule_threads("score_gnn")
+    resources:
+        **rule_resources("score_gnn"),
+    conda:
+        ENV
+    script:
+        "../scripts/score_gnn.py"
