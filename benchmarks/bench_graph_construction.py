@@ -1,0 +1,194 @@
+"""Graph-construction studies: module-map coverage curve and metric-learning efficiency vs r_max.
+
+Module map: build the map from the first N training events for each N in ``--n-train`` and
+apply it to held-out events: target-edge efficiency, purity, edges/event, truth-CC bound, the
+fraction of held-out target edges whose module pair is in the map at all ("pair coverage": the
+ceiling no cut tolerance can lift), and build/apply times.
+
+Metric learning (``--model``): efficiency, purity and edges/event of the radius graph on the
+held-out events for each r in ``--r-max`` (k_max from ``--k-max`` or the model).
+
+    python benchmarks/bench_graph_construction.py --train data/train*.h5 --test data/test.h5 \
+        --n-train 5,10,30,100 --tolerance 0.1 --output results/bench/graph_construction.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from gnntrack.graph_construction import EmbeddingBuilder, ModuleMap, build_module_map, graph_metrics
+from gnntrack.graph_construction.geometry import hits_to_tensors, orient_outward
+from gnntrack.graph_construction.metrics import truth_target_edges
+from gnntrack.graph_construction.module_map import target_doublets
+from gnntrack.graph_construction.neighbours import radius_graph
+from gnntrack.io.event_store import iter_events
+from gnntrack.io.graph_store import make_graph
+
+
+def _events(files, limit=None):
+    out = []
+    for f in files:
+        for ev in iter_events(f, tables=("hits", "particles")):
+            if limit is not None and len(out) >= limit:
+                return out
+            out.append(ev)
+    return out
+
+
+def pair_coverage(data, events) -> float:
+    """Fraction of the events' target doublets whose (source, destination) module pair is mapped."""
+    mapped = set(map(tuple, np.asarray(data.modules).view(np.int64).tolist()))
+    seen = total = 0
+    for ev in events:
+        pairs, _ = target_doublets(ev)
+        total += len(pairs)
+        seen += sum(tuple(p) in mapped for p in pairs.tolist())
+    return seen / total if total else float("nan")
+
+
+def _summary(m: dict) -> dict:
+    keep = ("efficiency", "purity", "masked_purity", "edges_per_event", "n_target_truth_edges")
+    out = {k: m[k] for k in keep}
+    out["truth_cc_efficiency"] = m["truth_cc"]["efficiency"]
+    out["efficiency_vs_pt"] = m["efficiency_vs_pt"]
+    out["efficiency_vs_eta"] = m["efficiency_vs_eta"]
+    return out
+
+
+def module_map_study(train, test, n_list, tolerances, cut, n_sigma, symmetry, device) -> list[dict]:
+    rows = []
+    for n in n_list:
+        if n > len(train):
+            break
+        t0 = time.perf_counter()
+        data = build_module_map(train[:n], {"symmetry": symmetry})
+        t_build = time.perf_counter() - t0
+        coverage = pair_coverage(data, test)
+        for tol in tolerances:
+            mm = ModuleMap(data, device, cut=cut, tolerance=tol, n_sigma=n_sigma)
+            mm.build_edges(test[0].hits)  # warm-up
+            graphs, times = [], []
+            for ev in test:
+                hits = hits_to_tensors(ev.hits, mm.hit_columns, mm.device)
+                if mm.device.type == "cuda":
+                    torch.cuda.synchronize()
+                t0 = time.perf_counter()
+                edges = mm.build_edges(hits)
+                if mm.device.type == "cuda":
+                    torch.cuda.synchronize()
+                times.append(time.perf_counter() - t0)
+                graphs.append(make_graph(edges.cpu().numpy(), ev))
+            row = {
+                "n_train_events": n,
+                "n_train_target_particles": int(sum(int(e.particles["is_target"].sum()) for e in train[:n])),
+                "n_module_pairs": data.n_pairs,
+                "symmetry": symmetry,
+                "cut": cut,
+                "tolerance": tol,
+                "n_sigma": n_sigma,
+                "pair_coverage": coverage,
+                "build_seconds": t_build,
+                "apply_seconds_per_event": float(np.median(times)),
+                **_summary(graph_metrics(graphs, test)),
+            }
+            rows.append(row)
+            print(
+                f"N={n:4d} sym={symmetry} tol={tol:<5} pairs={data.n_pairs:7d} coverage={coverage:.4f} "
+                f"eff={row['efficiency']:.4f} pur={row['purity']:.4f} edges/ev={row['edges_per_event']:.0f} "
+                f"truthCC={row['truth_cc_efficiency']:.4f} apply={row['apply_seconds_per_event']:.3f}s",
+                flush=True,
+            )
+    return rows
+
+
+def metric_learning_study(model_path, test, r_list, k_max, backend, device) -> list[dict]:
+    from gnntrack.models import load_model
+
+    model = load_model(model_path, device)
+    builder = EmbeddingBuilder(model, k_max=k_max, backend=backend, device=device)
+    embedded = [(ev, builder.embed(ev.hits)) for ev in test]
+    rows = []
+    for r in r_list:
+        graphs, times = [], []
+        for ev, emb in embedded:
+            t0 = time.perf_counter()
+            pairs = radius_graph(emb, r, builder.k_max, backend)
+            edges = orient_outward(pairs, hits_to_tensors(ev.hits, ("r", "z"), emb.device))
+            times.append(time.perf_counter() - t0)
+            graphs.append(make_graph(edges.cpu().numpy(), ev))
+        row = {
+            "r_max": r,
+            "k_max": builder.k_max,
+            "backend": backend,
+            "search_seconds_per_event": float(np.median(times)),
+            **_summary(graph_metrics(graphs, test)),
+        }
+        rows.append(row)
+        print(
+            f"r={r:<6} k_max={builder.k_max} eff={row['efficiency']:.4f} pur={row['purity']:.4f} "
+            f"edges/ev={row['edges_per_event']:.0f} truthCC={row['truth_cc_efficiency']:.4f}",
+            flush=True,
+        )
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--train", nargs="*", default=[], help="training event shards (module map)")
+    ap.add_argument("--test", nargs="+", required=True, help="held-out event shards")
+    ap.add_argument("--n-test", type=int, default=None)
+    ap.add_argument("--n-train", default="1,3,10,30,100")
+    ap.add_argument("--tolerance", default="0.0,0.1,0.3")
+    ap.add_argument("--cut", default="minmax", choices=("minmax", "mean_rms"))
+    ap.add_argument("--n-sigma", type=float, default=5.0)
+    ap.add_argument("--symmetry", default="phi,none", help="module-map symmetry modes to compare")
+    ap.add_argument("--model", help="embedding model for the metric-learning study")
+    ap.add_argument("--r-max", default="0.05,0.1,0.15,0.2,0.3")
+    ap.add_argument("--k-max", type=int, default=None)
+    ap.add_argument("--backend", default="auto")
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--output", default="results/bench/graph_construction.json")
+    args = ap.parse_args()
+
+    test = _events(args.test, args.n_test)
+    result = {
+        "test_files": args.test,
+        "n_test_events": len(test),
+        "mean_hits_per_test_event": float(np.mean([e.n_hits for e in test])),
+        "mean_target_edges_per_test_event": float(np.mean([len(truth_target_edges(e)[0]) for e in test])),
+        "device": args.device,
+    }
+    if args.train:
+        train = _events(args.train)
+        n_list = [int(x) for x in args.n_train.split(",")]
+        if len(train) not in n_list:
+            n_list.append(len(train))
+        tols = [float(x) for x in args.tolerance.split(",")]
+        result["module_map"] = [
+            row
+            for sym in args.symmetry.split(",")
+            for row in module_map_study(
+                train, test, sorted(n_list), tols, args.cut, args.n_sigma, sym, args.device
+            )
+        ]
+        result["train_files"] = args.train
+    if args.model:
+        r_list = [float(x) for x in args.r_max.split(",")]
+        result["metric_learning"] = metric_learning_study(
+            args.model, test, r_list, args.k_max, args.backend, args.device
+        )
+        result["model"] = args.model
+    out = Path(args.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
+    print(f"-> {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,273 @@
+"""Metric learning: train the spacepoint embedding with a contrastive hinge loss.
+
+Per event (one training step): embed every hit, then for a random subset of query hits build
+training pairs from three sources (acorn's recipe):
+
+- the truth graph's edges (positives; target particles weighted 1, other particles
+  ``non_target_weight``),
+- hard negatives: each query's ``knn`` nearest neighbours within ``margin`` in the *current*
+  embedding (the pairs the graph would wrongly contain),
+- random pairs (keep the whole space spread out, not only the neighbourhoods already learned).
+
+A pair is positive when it is a truth-graph edge (whatever source found it). Loss (squared
+distances d^2): positives d^2, negatives relu(margin - d)^2, the two means added so the balance
+does not depend on how many negatives were mined. Training goes through the shared loop
+``gnntrack.training.fit``.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..config import ConfigError, from_dict
+from ..io.errors import InputError
+from ..io.event_store import Event, iter_events
+from ..io.features import DEFAULT_NODE_FEATURES, DEFAULT_SCALES, node_features
+from ..models.embedding import EmbeddingMLP
+from ..training import TrainConfig, fit
+from .geometry import hits_to_tensors, orient_outward
+from .neighbours import BACKENDS, radius_graph
+
+
+@dataclass
+class MetricLearningConfig:
+    """Model, loss and graph settings of metric learning (``train``: the shared loop's settings)."""
+
+    node_features: list[str] = field(default_factory=lambda: list(DEFAULT_NODE_FEATURES))
+    emb_dim: int = 8
+    hidden: int = 256
+    n_layers: int = 4
+    activation: str = "tanh"
+    normalize: bool = True
+    #: hinge margin and hard-negative search radius during training
+    margin: float = 0.1
+    #: graph radius and neighbour cap stored with the model (used by validation and inference)
+    r_max: float = 0.1
+    k_max: int = 64
+    #: query hits per event per step (None: all hits)
+    queries_per_event: int | None = 20000
+    #: hard negatives per query (kNN in the current embedding within ``margin``)
+    knn: int = 32
+    #: random pairs per query
+    n_random: int = 4
+    non_target_weight: float = 0.1
+    #: neighbour search backend of the validation graphs
+    backend: str = "auto"
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self) -> None:
+        if self.backend not in BACKENDS:
+            raise ConfigError(f"metric_learning.backend: {self.backend!r} is not one of {list(BACKENDS)}")
+        if not (self.margin > 0 and self.r_max > 0):
+            raise ConfigError("metric_learning: margin and r_max must be > 0")
+        if self.emb_dim < 1 or self.k_max < 1 or self.knn < 0 or self.n_random < 0:
+            raise ConfigError("metric_learning: emb_dim, k_max >= 1 and knn, n_random >= 0 required")
+
+
+@dataclass
+class EmbeddingItem:
+    """One event prepared for metric learning (CPU tensors; moved to the device per step)."""
+
+    key: str
+    x: torch.Tensor  # (N, F) scaled node features
+    truth: torch.Tensor  # (2, T) truth-graph edges
+    truth_weight: torch.Tensor  # (T,) loss weight of each truth edge
+    target_truth: torch.Tensor  # (2, T_target) unique target truth edges (for efficiency)
+    r: torch.Tensor  # (N,) for orienting validation graphs
+    z: torch.Tensor
+
+
+def make_item(event: Event, cfg: MetricLearningConfig, scales=None) -> EmbeddingItem:
+    """Features and truth of one event in the form the loss and the evaluation need."""
+    x = node_features(event.hits, cfg.node_features, scales)
+    truth = np.asarray(event.truth_edges, dtype=np.int64)
+    part = np.asarray(event.truth_edge_particle, dtype=np.int64)
+    is_target = np.asarray(event.particles["is_target"], bool)
+    tgt = (part >= 0) & is_target[np.maximum(part, 0)]
+    weight = np.where(tgt, 1.0, cfg.non_target_weight).astype(np.float32)
+    t = truth[:, tgt]
+    t = np.unique(np.sort(t, axis=0), axis=1) if t.size else t.reshape(2, 0)
+    geo = hits_to_tensors(event.hits, ("r", "z"))
+    return EmbeddingItem(
+        key=event.key,
+        x=torch.from_numpy(x),
+        truth=torch.from_numpy(truth),
+        truth_weight=torch.from_numpy(weight),
+        target_truth=torch.from_numpy(t),
+        r=geo["r"],
+        z=geo["z"],
+    )
+
+
+def _pair_codes(a: torch.Tensor, b: torch.Tensor, n: int) -> torch.Tensor:
+    return torch.minimum(a, b) * n + torch.maximum(a, b)
+
+
+def _knn_within(emb: torch.Tensor, queries: torch.Tensor, k: int, radius: float, chunk: int = 1 << 24):
+    """(query, neighbour) pairs: each query's k nearest other points within ``radius``."""
+    n = emb.shape[0]
+    k = min(k + 1, n)  # +1: the query itself
+    rows = max(1, chunk // n)
+    out_i, out_j = [], []
+    for s in range(0, queries.numel(), rows):
+        q = queries[s : s + rows]
+        d2 = torch.cdist(emb[q], emb).pow(2)
+        vals, idx = torch.topk(d2, k, dim=1, largest=False)
+        ok = (vals < radius * radius) & (idx != q[:, None])
+        qi = q[:, None].expand_as(idx)
+        out_i.append(qi[ok])
+        out_j.append(idx[ok])
+    return torch.cat(out_i), torch.cat(out_j)
+
+
+class MetricLearningTask:
+    """``gnntrack.training.Task`` of the embedding model."""
+
+    def __init__(self, cfg: MetricLearningConfig, model: EmbeddingMLP | None = None):
+        self.cfg = cfg
+        self.model = model or EmbeddingMLP(
+            node_features=cfg.node_features,
+            feature_scales={k: DEFAULT_SCALES.get(k, 1.0) for k in cfg.node_features},
+            emb_dim=cfg.emb_dim,
+            hidden=cfg.hidden,
+            n_layers=cfg.n_layers,
+            activation=cfg.activation,
+            normalize=cfg.normalize,
+            r_max=cfg.r_max,
+            k_max=cfg.k_max,
+        )
+
+    def model_config(self) -> dict:
+        return dict(self.model.config)
+
+    def _pairs(self, item: EmbeddingItem, emb: torch.Tensor, device, generator=None):
+        cfg = self.cfg
+        n = emb.shape[0]
+        truth = item.truth.to(device)
+        if cfg.queries_per_event is None or cfg.queries_per_event >= n:
+            queries = torch.arange(n, device=device)
+        else:
+            queries = torch.randperm(n, device="cpu", generator=generator)[: cfg.queries_per_event].to(device)
+        src, dst = [truth[0]], [truth[1]]
+        if cfg.knn > 0:
+            hi, hj = _knn_within(emb.detach().float(), queries, cfg.knn, cfg.margin)
+            src.append(hi)
+            dst.append(hj)
+        if cfg.n_random > 0:
+            rq = queries.repeat(cfg.n_random)
+            rj = torch.randint(0, n, (rq.numel(),), generator=generator).to(device)
+            src.append(rq)
+            dst.append(rj)
+        i, j = torch.cat(src), torch.cat(dst)
+        keep = i != j
+        i, j = i[keep], j[keep]
+        # label: truth edge (any particle) -> positive with that edge's weight
+        t_code = _pair_codes(truth[0], truth[1], n)
+        order = torch.argsort(t_code)
+        t_sorted = t_code[order]
+        code = _pair_codes(i, j, n)
+        pos = torch.searchsorted(t_sorted, code).clamp_(max=max(t_sorted.numel() - 1, 0))
+        if t_sorted.numel():
+            y = t_sorted[pos] == code
+            w = torch.where(
+                y, item.truth_weight.to(device)[order[pos]], torch.ones_like(code, dtype=emb.dtype)
+            )
+        else:
+            y = torch.zeros_like(code, dtype=torch.bool)
+            w = torch.ones_like(code, dtype=emb.dtype)
+        return i, j, y, w
+
+    def _loss(self, item: EmbeddingItem, device, generator=None) -> torch.Tensor:
+        x = item.x.to(device)
+        emb = self.model(x)
+        i, j, y, w = self._pairs(item, emb, device, generator)
+        d2 = (emb[i] - emb[j]).float().pow(2).sum(-1)
+        w = w.float()
+        pos_w, neg_w = w * y, w * (~y)
+        pos = (pos_w * d2).sum() / pos_w.sum().clamp_min(1e-12)
+        d = torch.sqrt(d2 + 1e-12)
+        neg = (neg_w * torch.relu(self.cfg.margin - d).pow(2)).sum() / neg_w.sum().clamp_min(1e-12)
+        return pos + neg
+
+    def loss(self, item: EmbeddingItem, device) -> torch.Tensor:
+        return self._loss(item, device)
+
+    def embed(self, item: EmbeddingItem, device) -> torch.Tensor:
+        return self.model(item.x.to(device)).float()
+
+    def evaluate(self, items: Sequence[EmbeddingItem], device) -> dict[str, float]:
+        """Validation loss (fixed pair sampling) and graph efficiency/purity at (r_max, k_max)."""
+        losses, found, total, n_target_edges, n_edges = [], 0, 0, 0, 0
+        for idx, item in enumerate(items):
+            gen = torch.Generator().manual_seed(12345 + idx)
+            losses.append(float(self._loss(item, device, gen).detach()))
+            stats = graph_efficiency(
+                self.embed(item, device), item, self.cfg.r_max, self.cfg.k_max, self.cfg.backend
+            )
+            found += stats["found"]
+            total += stats["n_truth"]
+            n_target_edges += stats["n_target_edges"]
+            n_edges += stats["n_edges"]
+        return {
+            "loss": float(np.mean(losses)) if losses else float("nan"),
+            "eff": found / total if total else float("nan"),
+            "pur": n_target_edges / n_edges if n_edges else 0.0,
+            "edges_per_event": n_edges / max(len(items), 1),
+        }
+
+
+def graph_efficiency(
+    emb: torch.Tensor, item: EmbeddingItem, r_max: float, k_max: int, backend="auto"
+) -> dict:
+    """Target-edge efficiency and purity of the radius graph of one embedded event."""
+    pairs = radius_graph(emb, r_max, k_max, backend)
+    hits = {"r": item.r.to(emb.device), "z": item.z.to(emb.device)}
+    edges = orient_outward(pairs, hits).cpu()
+    n = emb.shape[0]
+    g_code = _pair_codes(edges[0], edges[1], n)
+    t = item.target_truth
+    t_code = _pair_codes(t[0], t[1], n)
+    hit = torch.isin(t_code, g_code)
+    target_in_graph = torch.isin(g_code, t_code)
+    return {
+        "found": int(hit.sum()),
+        "n_truth": int(t_code.numel()),
+        "n_target_edges": int(target_in_graph.sum()),
+        "n_edges": int(edges.shape[1]),
+    }
+
+
+def load_items(files: Sequence[str | Path], cfg: MetricLearningConfig) -> list[EmbeddingItem]:
+    items = []
+    for f in files:
+        for ev in iter_events(f, tables=("hits", "particles")):
+            items.append(make_item(ev, cfg))
+    return items
+
+
+def run_train_metric_learning(
+    train_files: Sequence[str | Path],
+    val_files: Sequence[str | Path],
+    output: str | Path,
+    cfg: MetricLearningConfig | dict | None = None,
+    device="auto",
+) -> dict:
+    """Stage entry point: train/val event files -> embedding model file (resumable, atomic)."""
+    if cfg is None or isinstance(cfg, dict):
+        cfg = from_dict(MetricLearningConfig, copy.deepcopy(cfg), "metric_learning")
+    train_files = [train_files] if isinstance(train_files, (str, Path)) else list(train_files)
+    val_files = [val_files] if isinstance(val_files, (str, Path)) else list(val_files)
+    train_items = load_items(train_files, cfg)
+    if not train_items:
+        raise InputError(
+            "no training events for metric learning", file=train_files[0] if train_files else None
+        )
+    val_items = load_items(val_files, cfg)
+    task = MetricLearningTask(cfg)
+    return fit(task, train_items, val_items, cfg.train, output, device)

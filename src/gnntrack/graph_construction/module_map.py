@@ -1,0 +1,429 @@
+"""Data-driven module map (GNN4ITk style): which module pairs target tracks cross, with cut windows.
+
+Building: for every truth edge of a target particle in the training events, record the module
+pair (source module -> destination module along the particle) and the doublet quantities of
+``geometry.DOUBLET_FEATURES``; per pair keep count, min, max, mean and rms. The map is one HDF5
+file::
+
+    /            attrs: format="gnntrack-module-map", version, n_events, features, symmetry,
+                 cut_cut, cut_tolerance, cut_n_sigma (default cuts)
+    /doublets/modules   (P, 2) uint64 module identifiers (source, destination), sorted
+    /doublets/count     (P,) int64 number of training doublets
+    /doublets/min, max, mean, rms   (P, F) float32 per feature
+
+With ``symmetry: phi`` (default) the statistics of rotation-equivalent module pairs are merged
+and expanded to every such pair (``module_symmetry``): with hundreds rather than GNN4ITk's ~1e5
+training events, a plain map is limited by the module pairs it has never seen.
+
+Applying: candidate edges only between hits on connected modules, kept when every quantity lies
+in its window (``minmax``: [min, max] widened by ``tolerance`` x width; ``mean_rms``: mean +-
+``n_sigma`` x rms). It is written as batched tensor ops over chunks of module pairs, so the same
+code runs on CPU and GPU with bounded memory at <mu> = 200.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import h5py
+import numpy as np
+import torch
+
+from ..config import ConfigError, from_dict
+from ..io.atomic import atomic_output
+from ..io.errors import InputError
+from ..io.event_store import Event, iter_events
+from .geometry import DOUBLET_FEATURES, GEOMETRY_COLUMNS, doublet_features, hits_to_tensors, orient_outward
+from .module_symmetry import ModuleCatalogue, symmetrise
+
+FORMAT = "gnntrack-module-map"
+VERSION = 1
+
+#: Relative and absolute widening of every window: a rounding guard only (CPU vs GPU FMA), so that
+#: a training doublet sitting exactly on its pair's min or max is always kept.
+_ROUND_REL = 1e-5
+_ROUND_ABS = 1e-6
+
+#: Candidate doublets evaluated at once when applying the map (bounds peak memory).
+DEFAULT_CHUNK = 1 << 22
+
+
+CutMode = Literal["minmax", "mean_rms"]
+
+
+@dataclass
+class ModuleMapConfig:
+    """Settings of the module map.
+
+    The cut settings are stored in the map file and used by ``ModuleMap.load`` unless the caller
+    overrides them, so graph building and one-process inference apply the same cuts.
+    """
+
+    #: use at most this many training events (None: all of them), in file order
+    n_events: int | None = None
+    #: keep only module pairs seen at least this many times
+    min_count: int = 1
+    #: ``phi``: share statistics between rotation-equivalent module pairs (``module_symmetry``);
+    #: ``none``: only the module pairs seen in training, as in GNN4ITk's map
+    symmetry: Literal["none", "phi"] = "phi"
+    #: ``minmax``: [min - tolerance*width, max + tolerance*width]; ``mean_rms``: mean +- n_sigma*rms
+    cut: CutMode = "minmax"
+    tolerance: float = 0.1
+    n_sigma: float = 5.0
+
+    def __post_init__(self) -> None:
+        if self.tolerance < 0 or self.n_sigma < 0:
+            raise ConfigError("module_map: tolerance and n_sigma must be >= 0")
+        if self.n_events is not None and self.n_events < 1:
+            raise ConfigError("module_map: n_events must be >= 1")
+
+
+def _device(device) -> torch.device:
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+# ----------------------------------------------------------------------------------------------
+# building
+
+
+def target_doublets(event: Event) -> tuple[np.ndarray, np.ndarray]:
+    """(E, 2) int64 module pairs and (E, F) float32 quantities of the event's target truth edges."""
+    edges = np.asarray(event.truth_edges, dtype=np.int64)
+    if edges.shape[1] == 0:
+        return np.zeros((0, 2), np.int64), np.zeros((0, len(DOUBLET_FEATURES)), np.float32)
+    is_target = np.asarray(event.particles["is_target"], bool)
+    part = np.asarray(event.truth_edge_particle, dtype=np.int64)
+    keep = (part >= 0) & is_target[np.maximum(part, 0)]
+    src, dst = edges[0, keep], edges[1, keep]
+    hits = hits_to_tensors(event.hits, (*GEOMETRY_COLUMNS, "module_id"))
+    mod = hits["module_id"].numpy()
+    feats = doublet_features(hits, torch.from_numpy(src), torch.from_numpy(dst)).numpy()
+    pairs = np.stack([mod[src], mod[dst]], axis=1)
+    same = pairs[:, 0] == pairs[:, 1]  # not a module transition: no doublet to record
+    return pairs[~same], feats[~same]
+
+
+class _Accumulator:
+    """Per-pair running count / min / max / sum / sum of squares (float64 sums)."""
+
+    def __init__(self, n_features: int):
+        self.n_features = n_features
+        self.pairs = np.zeros((0, 2), np.int64)
+        self.count = np.zeros(0, np.int64)
+        self.min = np.zeros((0, n_features), np.float32)
+        self.max = np.zeros((0, n_features), np.float32)
+        self.sum = np.zeros((0, n_features), np.float64)
+        self.sumsq = np.zeros((0, n_features), np.float64)
+
+    def add(self, pairs: np.ndarray, feats: np.ndarray) -> None:
+        f64 = feats.astype(np.float64)
+        self._merge(pairs, np.ones(len(pairs), np.int64), feats, feats, f64, f64 * f64)
+
+    def _merge(self, pairs, count, mn, mx, s, ss) -> None:
+        pairs = np.concatenate([self.pairs, pairs])
+        uniq, inv = np.unique(pairs, axis=0, return_inverse=True)
+        inv = inv.reshape(-1)
+        p = len(uniq)
+        new_min = np.full((p, self.n_features), np.inf, np.float32)
+        new_max = np.full((p, self.n_features), -np.inf, np.float32)
+        np.minimum.at(new_min, inv, np.concatenate([self.min, mn]))
+        np.maximum.at(new_max, inv, np.concatenate([self.max, mx]))
+        new_sum = np.zeros((p, self.n_features))
+        new_sumsq = np.zeros((p, self.n_features))
+        np.add.at(new_sum, inv, np.concatenate([self.sum, s]))
+        np.add.at(new_sumsq, inv, np.concatenate([self.sumsq, ss]))
+        self.pairs = uniq
+        self.count = np.bincount(inv, weights=np.concatenate([self.count, count]), minlength=p).astype(
+            np.int64
+        )
+        self.min, self.max, self.sum, self.sumsq = new_min, new_max, new_sum, new_sumsq
+
+
+def build_module_map(
+    events: Sequence[Event] | Sequence[str | Path], cfg: ModuleMapConfig | dict | None = None
+):
+    """Accumulate the map from in-memory events or event files; returns a ``ModuleMapData``."""
+    cfg = cfg if isinstance(cfg, ModuleMapConfig) else from_dict(ModuleMapConfig, cfg, "module_map")
+    acc = _Accumulator(len(DOUBLET_FEATURES))
+    catalogue = ModuleCatalogue()
+    n_used = 0
+
+    def _events():
+        for item in events:
+            if isinstance(item, Event):
+                yield item
+            else:
+                yield from iter_events(item, tables=("hits", "particles"))
+
+    pending_pairs, pending_feats, pending = [], [], 0
+    for ev in _events():
+        if cfg.n_events is not None and n_used >= cfg.n_events:
+            break
+        pairs, feats = target_doublets(ev)
+        if cfg.symmetry == "phi":
+            catalogue.add(ev)
+        pending_pairs.append(pairs)
+        pending_feats.append(feats)
+        pending += len(pairs)
+        n_used += 1
+        if pending > 2_000_000:
+            acc.add(np.concatenate(pending_pairs), np.concatenate(pending_feats))
+            pending_pairs, pending_feats, pending = [], [], 0
+    if pending_pairs:
+        acc.add(np.concatenate(pending_pairs), np.concatenate(pending_feats))
+    if cfg.symmetry == "phi":
+        stats = {"count": acc.count, "min": acc.min, "max": acc.max, "sum": acc.sum, "sumsq": acc.sumsq}
+        acc.pairs, stats = symmetrise(acc.pairs, stats, catalogue)
+        acc.count, acc.min, acc.max, acc.sum, acc.sumsq = (
+            stats[k] for k in ("count", "min", "max", "sum", "sumsq")
+        )
+    keep = acc.count >= cfg.min_count
+    mean = acc.sum[keep] / np.maximum(acc.count[keep], 1)[:, None]
+    var = np.maximum(acc.sumsq[keep] / np.maximum(acc.count[keep], 1)[:, None] - mean**2, 0.0)
+    return ModuleMapData(
+        modules=acc.pairs[keep].view(np.uint64),
+        count=acc.count[keep],
+        min=acc.min[keep],
+        max=acc.max[keep],
+        mean=mean.astype(np.float32),
+        rms=np.sqrt(var).astype(np.float32),
+        n_events=n_used,
+        cuts={"cut": cfg.cut, "tolerance": cfg.tolerance, "n_sigma": cfg.n_sigma},
+        symmetry=cfg.symmetry,
+    )
+
+
+@dataclass
+class ModuleMapData:
+    """The stored content of a module map (numpy)."""
+
+    modules: np.ndarray  # (P, 2) uint64
+    count: np.ndarray  # (P,)
+    min: np.ndarray  # (P, F)
+    max: np.ndarray
+    mean: np.ndarray
+    rms: np.ndarray
+    n_events: int
+    #: default cut settings of this map (cut, tolerance, n_sigma)
+    cuts: dict = field(default_factory=lambda: {"cut": "minmax", "tolerance": 0.1, "n_sigma": 5.0})
+    features: tuple[str, ...] = DOUBLET_FEATURES
+    symmetry: str = "none"
+
+    @property
+    def n_pairs(self) -> int:
+        return len(self.count)
+
+    def write(self, path: str | Path) -> None:
+        with atomic_output(path) as tmp, h5py.File(tmp, "w") as f:
+            f.attrs["format"] = FORMAT
+            f.attrs["version"] = VERSION
+            f.attrs["n_events"] = int(self.n_events)
+            f.attrs["features"] = list(self.features)
+            f.attrs["symmetry"] = self.symmetry
+            for k, v in self.cuts.items():
+                f.attrs[f"cut_{k}"] = v
+            g = f.create_group("doublets")
+            g.create_dataset("modules", data=np.asarray(self.modules, np.uint64))
+            g.create_dataset("count", data=np.asarray(self.count, np.int64))
+            for name in ("min", "max", "mean", "rms"):
+                g.create_dataset(name, data=np.asarray(getattr(self, name), np.float32))
+
+    @classmethod
+    def read(cls, path: str | Path) -> ModuleMapData:
+        """Read and validate a map file; any defect is an ``InputError`` naming the field."""
+        path = Path(path)
+        if not path.exists():
+            raise InputError("module map file does not exist", file=path)
+        try:
+            f = h5py.File(path, "r")
+        except OSError as exc:
+            raise InputError(f"not a readable HDF5 file ({exc})", file=path) from None
+        with f:
+            if f.attrs.get("format") != FORMAT:
+                raise InputError(f"not a {FORMAT} file", file=path, field="format")
+            features = tuple(str(x) for x in f.attrs.get("features", ()))
+            if features != DOUBLET_FEATURES:
+                raise InputError(
+                    f"features {list(features)} != expected {list(DOUBLET_FEATURES)}",
+                    file=path,
+                    field="features",
+                )
+            if "n_events" not in f.attrs:
+                raise InputError("missing attribute", file=path, field="n_events")
+            data = {}
+            for name in ("modules", "count", "min", "max", "mean", "rms"):
+                key = f"doublets/{name}"
+                if key not in f or not isinstance(f[key], h5py.Dataset):
+                    raise InputError("missing dataset", file=path, field=key)
+                data[name] = f[key][()]
+            n_events = int(f.attrs["n_events"])
+            symmetry = str(f.attrs.get("symmetry", "none"))
+            cuts = {}
+            for k, tp in (("cut", str), ("tolerance", float), ("n_sigma", float)):
+                if f"cut_{k}" in f.attrs:
+                    v = f.attrs[f"cut_{k}"]
+                    cuts[k] = v.decode() if isinstance(v, bytes) else tp(v)
+        p = len(data["count"])
+        if data["modules"].shape != (p, 2):
+            raise InputError(
+                f"shape {data['modules'].shape} != ({p}, 2)", file=path, field="doublets/modules"
+            )
+        for name in ("min", "max", "mean", "rms"):
+            if data[name].shape != (p, len(DOUBLET_FEATURES)):
+                raise InputError(
+                    f"shape {data[name].shape} != ({p}, {len(DOUBLET_FEATURES)})",
+                    file=path,
+                    field=f"doublets/{name}",
+                )
+            if not np.all(np.isfinite(data[name])):
+                raise InputError("non-finite values", file=path, field=f"doublets/{name}")
+        if np.any(data["max"] < data["min"]):
+            raise InputError("max < min for some module pair", file=path, field="doublets/max")
+        return cls(
+            modules=data["modules"].astype(np.uint64),
+            count=data["count"].astype(np.int64),
+            min=data["min"].astype(np.float32),
+            max=data["max"].astype(np.float32),
+            mean=data["mean"].astype(np.float32),
+            rms=data["rms"].astype(np.float32),
+            n_events=n_events,
+            cuts=cuts,
+            symmetry=symmetry,
+        )
+
+
+def run_build_module_map(event_files: Sequence[str | Path], output: str | Path, cfg=None) -> None:
+    """Stage entry point: training event files -> module map HDF5 (atomic)."""
+    if not event_files:
+        raise InputError("no training event files given for the module map")
+    data = build_module_map(list(event_files), cfg)
+    if data.n_pairs == 0:
+        raise InputError("no target truth edges in the training events", file=event_files[0])
+    data.write(output)
+
+
+# ----------------------------------------------------------------------------------------------
+# applying
+
+
+class ModuleMap:
+    """A module map on a device, ready to build edges for events (tensor ops only)."""
+
+    #: hit columns ``build_edges`` reads
+    hit_columns = (*GEOMETRY_COLUMNS, "module_id")
+
+    def __init__(
+        self,
+        data: ModuleMapData,
+        device="auto",
+        cut: CutMode | None = None,
+        tolerance: float | None = None,
+        n_sigma: float | None = None,
+        chunk_size: int = DEFAULT_CHUNK,
+    ):
+        """Cut settings left None come from the map file (its build config)."""
+        stored = {"cut": "minmax", "tolerance": 0.1, "n_sigma": 5.0, **data.cuts}
+        cut = stored["cut"] if cut is None else cut
+        tolerance = float(stored["tolerance"] if tolerance is None else tolerance)
+        n_sigma = float(stored["n_sigma"] if n_sigma is None else n_sigma)
+        if cut not in ("minmax", "mean_rms"):
+            raise ValueError(f"unknown module map cut {cut!r}; choose minmax or mean_rms")
+        if tolerance < 0 or n_sigma < 0:
+            raise ValueError("tolerance and n_sigma must be >= 0")
+        self.data = data
+        self.device = _device(device)
+        self.cut, self.tolerance, self.n_sigma, self.chunk_size = (
+            cut,
+            float(tolerance),
+            float(n_sigma),
+            chunk_size,
+        )
+        pairs = torch.from_numpy(np.ascontiguousarray(data.modules).view(np.int64))
+        self.modules, inv = torch.unique(pairs.reshape(-1), return_inverse=True)  # sorted int64
+        inv = inv.reshape(-1, 2)
+        mn, mx = torch.from_numpy(data.min).double(), torch.from_numpy(data.max).double()
+        if cut == "minmax":
+            margin = self.tolerance * (mx - mn)
+            lo, hi = mn - margin, mx + margin
+        else:
+            mean, rms = torch.from_numpy(data.mean).double(), torch.from_numpy(data.rms).double()
+            lo, hi = mean - self.n_sigma * rms, mean + self.n_sigma * rms
+        lo = lo - _ROUND_REL * lo.abs() - _ROUND_ABS
+        hi = hi + _ROUND_REL * hi.abs() + _ROUND_ABS
+        self.modules = self.modules.to(self.device)
+        self.pair_src = inv[:, 0].to(self.device)
+        self.pair_dst = inv[:, 1].to(self.device)
+        self.lo = lo.float().to(self.device)
+        self.hi = hi.float().to(self.device)
+
+    @classmethod
+    def load(cls, path: str | Path, device="auto", **cut) -> ModuleMap:
+        """Read a map file onto ``device``; ``cut`` = cut, tolerance, n_sigma, chunk_size."""
+        return cls(ModuleMapData.read(path), device=device, **cut)
+
+    @property
+    def n_events(self) -> int:
+        return self.data.n_events
+
+    def with_cuts(self, cut=None, tolerance=None, n_sigma=None, device=None) -> ModuleMap:
+        """The same map with other cut settings (None keeps the current one)."""
+        return ModuleMap(
+            self.data,
+            self.device if device is None else device,
+            self.cut if cut is None else cut,
+            self.tolerance if tolerance is None else tolerance,
+            self.n_sigma if n_sigma is None else n_sigma,
+            self.chunk_size,
+        )
+
+    def to(self, device) -> ModuleMap:
+        """The map on another device (self when already there)."""
+        return self if _device(device) == self.device else self.with_cuts(device=device)
+
+    def build_edges(self, hits: Mapping[str, torch.Tensor | np.ndarray]) -> torch.Tensor:
+        """(2, E) int64 candidate edges on the map's device, directed outward, unique."""
+        dev = self.device
+        h = hits_to_tensors(hits, (*GEOMETRY_COLUMNS, "module_id"), dev)
+        n = h["r"].shape[0]
+        empty = torch.empty(2, 0, dtype=torch.long, device=dev)
+        if n == 0 or self.modules.numel() == 0:
+            return empty
+        pos = torch.searchsorted(self.modules, h["module_id"]).clamp_(max=self.modules.numel() - 1)
+        on_map = self.modules[pos] == h["module_id"]
+        m = self.modules.numel()
+        hit_mod = torch.where(on_map, pos, torch.full_like(pos, m))  # m = "not on the map"
+        order = torch.argsort(hit_mod, stable=True)
+        n_per_mod = torch.bincount(hit_mod, minlength=m + 1)[:m]
+        first = torch.cumsum(n_per_mod, 0) - n_per_mod
+        na, nb = n_per_mod[self.pair_src], n_per_mod[self.pair_dst]
+        n_cand = na * nb
+        active = torch.nonzero(n_cand > 0).squeeze(1)
+        if active.numel() == 0:
+            return empty
+        n_cand = n_cand[active]
+        cum = torch.cumsum(n_cand, 0)
+        out = []
+        start = 0
+        while start < active.numel():
+            base = int(cum[start - 1]) if start > 0 else 0
+            stop = int(torch.searchsorted(cum, torch.tensor(base + self.chunk_size, device=dev), right=True))
+            stop = max(stop, start + 1)
+            p = active[start:stop]
+            c = n_cand[start:stop]
+            pid = torch.repeat_interleave(p, c)
+            local = torch.arange(int(c.sum()), device=dev) - torch.repeat_interleave(
+                torch.cumsum(c, 0) - c, c
+            )
+            nb_p = nb[pid]
+            src = order[first[self.pair_src[pid]] + local // nb_p]
+            dst = order[first[self.pair_dst[pid]] + local % nb_p]
+            q = doublet_features(h, src, dst)
+            ok = ((q >= self.lo[pid]) & (q <= self.hi[pid])).all(1)
+            out.append(torch.stack([src[ok], dst[ok]]))
+            start = stop
+        return orient_outward(torch.cat(out, 1), h)

@@ -1,0 +1,326 @@
+"""Fixed-radius neighbour search with a neighbour cap: one interface, several backends.
+
+``radius_graph(points, r, k_max, backend)`` returns every directed pair (i, j), i != j, with
+``|x_i - x_j| < r``, keeping for each query i only its ``k_max`` nearest (ties broken by the
+smaller index j). Backends differ only in how they find *candidate* pairs:
+
+- ``brute``: chunked all-pairs distances in torch (the baseline; CPU or GPU),
+- ``faiss``: exact flat index (range search on CPU, k-NN with escalating k on a faiss GPU build),
+- ``grid``:  FRNN-style fixed-radius grid: points binned in cells of side r in a low-dimensional
+  orthonormal projection (the G leading principal axes; G chosen by a cost estimate unless given),
+  only the 3^G neighbouring cells compared. A projection onto orthonormal axes never increases
+  distances, so no pair within r is missed: the grid is exact, not approximate. Only half of the
+  stencil is visited (each unordered pair once).
+
+Every backend searches with a slightly enlarged radius and streams its candidates, chunk by
+chunk, through the same exact selection (``_Selector``: distance recomputed as a sum of squared
+differences, strict ``< r``, k_max by (distance, index), at most N * k_max pairs kept between
+chunks). That is why all backends return the *same* edge set for the same points, which the tests
+check, instead of sets that differ at the rounding boundary, and why memory stays bounded even
+for an untrained embedding that puts every point within r of every other one.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+BACKENDS = ("auto", "brute", "faiss", "grid")
+
+#: Candidate pairs (or distance-matrix entries) handled at once; bounds peak memory.
+DEFAULT_CHUNK = 1 << 24
+
+try:  # faiss is optional (faiss-cpu by default, faiss-gpu where installed)
+    import faiss  # type: ignore
+
+    HAS_FAISS = True
+    HAS_FAISS_GPU = hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
+except ImportError:  # pragma: no cover - faiss-cpu is a dependency
+    faiss = None
+    HAS_FAISS = False
+    HAS_FAISS_GPU = False
+
+
+def resolve_backend(backend: str, device: torch.device | str) -> str:
+    """``auto`` -> faiss on CPU (when importable), faiss-gpu on CUDA when importable, else grid."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown neighbour backend {backend!r}; choose from {BACKENDS}")
+    if backend != "auto":
+        return backend
+    on_cuda = torch.device(device).type == "cuda"
+    if on_cuda:
+        return "faiss" if HAS_FAISS_GPU else "grid"
+    return "faiss" if HAS_FAISS else "grid"
+
+
+def radius_graph(
+    points: torch.Tensor,
+    r: float,
+    k_max: int,
+    backend: str = "auto",
+    chunk_size: int = DEFAULT_CHUNK,
+    grid_dims: int | None = None,
+) -> torch.Tensor:
+    """Directed neighbour pairs (2, E) int64 on ``points.device``: row 0 query, row 1 neighbour.
+
+    Edges are sorted by query, then by distance, then by neighbour index.
+    """
+    if points.ndim != 2:
+        raise ValueError(f"points must be (N, D), got shape {tuple(points.shape)}")
+    if not r > 0:
+        raise ValueError(f"radius must be > 0, got {r}")
+    if k_max < 1:
+        raise ValueError(f"k_max must be >= 1, got {k_max}")
+    points = points.detach()
+    if not points.is_floating_point():
+        points = points.float()
+    n = points.shape[0]
+    if n < 2:
+        return torch.empty(2, 0, dtype=torch.long, device=points.device)
+    backend = resolve_backend(backend, points.device)
+    # Search radius with slack: the candidate phase may use a numerically cheaper distance.
+    scale = float(points.abs().max()) ** 2 * points.shape[1]
+    r2 = r * r
+    r2_search = r2 * (1 + 1e-3) + 1e-6 * max(scale, 1e-12)
+    selector = _Selector(points, r2, k_max, chunk_size)
+    if backend == "brute":
+        chunks = _candidates_brute(points, r2_search, chunk_size)
+    elif backend == "faiss":
+        if not HAS_FAISS:
+            raise RuntimeError("backend 'faiss' requested but faiss is not importable")
+        chunks = _candidates_faiss(points, r2_search, chunk_size)
+    else:
+        chunks = _candidates_grid(points, math.sqrt(r2_search), chunk_size, grid_dims)
+    for i, j, mirror in chunks:
+        selector.add(i, j, mirror)
+    return selector.result()
+
+
+class _Selector:
+    """Exact distances, strict radius cut, per-query k_max by (distance, neighbour index).
+
+    Candidates arrive in chunks and only the current k_max best per query are kept between
+    chunks, so memory stays bounded by one chunk plus N * k_max pairs however dense the points
+    are (an untrained embedding can put every point within r of every other one).
+    """
+
+    def __init__(self, points: torch.Tensor, r2: float, k_max: int, chunk_size: int):
+        self.points, self.r2, self.k_max = points, r2, k_max
+        self.step = max(1, chunk_size // max(points.shape[1], 1))
+        self.budget = max(chunk_size, 4 * points.shape[0])
+        empty = torch.empty(0, dtype=torch.long, device=points.device)
+        self.i, self.j, self.d2 = empty, empty, torch.empty(0, dtype=points.dtype, device=points.device)
+        self.pending: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        self.n_pending = 0
+
+    def add(self, i: torch.Tensor, j: torch.Tensor, mirror: bool = False) -> None:
+        """``mirror``: the chunk holds each unordered pair once; the reverse pairs are added."""
+        keep = i != j
+        i, j = i[keep], j[keep]
+        d2 = torch.empty(i.shape[0], dtype=self.points.dtype, device=self.points.device)
+        for s in range(0, i.shape[0], self.step):
+            d2[s : s + self.step] = (
+                (self.points[i[s : s + self.step]] - self.points[j[s : s + self.step]]).pow(2).sum(-1)
+            )
+        keep = d2 < self.r2
+        i, j, d2 = i[keep], j[keep], d2[keep]
+        if mirror:
+            i, j, d2 = torch.cat([i, j]), torch.cat([j, i]), torch.cat([d2, d2])
+        self.pending.append((i, j, d2))
+        self.n_pending += i.numel()
+        if self.n_pending > self.budget:
+            self._reduce()
+
+    def _reduce(self) -> None:
+        i = torch.cat([self.i, *[p[0] for p in self.pending]])
+        j = torch.cat([self.j, *[p[1] for p in self.pending]])
+        d2 = torch.cat([self.d2, *[p[2] for p in self.pending]])
+        self.pending, self.n_pending = [], 0
+        # lexicographic order (i, d2, j) with three stable sorts, least significant key first
+        order = torch.argsort(j, stable=True)
+        order = order[torch.argsort(d2[order], stable=True)]
+        order = order[torch.argsort(i[order], stable=True)]
+        i, j, d2 = i[order], j[order], d2[order]
+        if i.numel():
+            counts = torch.bincount(i, minlength=self.points.shape[0])
+            first = torch.cumsum(counts, 0) - counts
+            keep = (torch.arange(i.shape[0], device=i.device) - first[i]) < self.k_max
+            i, j, d2 = i[keep], j[keep], d2[keep]
+        self.i, self.j, self.d2 = i, j, d2
+
+    def result(self) -> torch.Tensor:
+        self._reduce()
+        return torch.stack([self.i, self.j])
+
+
+def _candidates_brute(points: torch.Tensor, r2: float, chunk_size: int):
+    n = points.shape[0]
+    rows = max(1, chunk_size // n)
+    sq = points.pow(2).sum(-1)
+    for s in range(0, n, rows):
+        q = points[s : s + rows]
+        d2 = sq[s : s + rows, None] + sq[None, :] - 2.0 * (q @ points.T)
+        ii, jj = torch.nonzero(d2 < r2, as_tuple=True)
+        yield ii + s, jj, False
+
+
+def _candidates_faiss(points: torch.Tensor, r2: float, chunk_size: int):
+    device = points.device
+    x = points.to(torch.float32).cpu().contiguous().numpy()
+    n, d = x.shape
+    if device.type == "cuda" and HAS_FAISS_GPU:
+        yield _candidates_faiss_gpu(x, r2, device) + (False,)
+        return
+    index = faiss.IndexFlatL2(d)
+    index.add(x)
+    # queries in batches so one batch's result is bounded even if every point is a neighbour
+    rows = max(1024, chunk_size // n)
+    for s in range(0, n, rows):
+        lims, _, nbr = index.range_search(x[s : s + rows], r2)
+        counts = torch.from_numpy((lims[1:] - lims[:-1]).astype("int64"))
+        i = torch.repeat_interleave(torch.arange(s, s + len(counts)), counts)
+        yield i.to(device), torch.from_numpy(nbr.astype("int64")).to(device), False
+
+
+def _candidates_faiss_gpu(x, r2: float, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """GPU flat indexes have no range search: k-NN with k doubled until every query's k-th
+    neighbour lies outside the radius (so the candidate set is complete); brute force beyond
+    faiss' k limit."""
+    res = faiss.StandardGpuResources()
+    index = faiss.GpuIndexFlatL2(res, x.shape[1])
+    index.add(x)
+    todo = torch.arange(x.shape[0])
+    out_i, out_j = [], []
+    k = 64
+    while todo.numel() and k <= 2048:
+        dist, nbr = index.search(x[todo.numpy()], k)
+        dist, nbr = torch.from_numpy(dist), torch.from_numpy(nbr)
+        complete = (dist[:, -1] >= r2) | (nbr[:, -1] < 0)
+        sel = complete[:, None] & (dist < r2) & (nbr >= 0)
+        rows, cols = torch.nonzero(sel, as_tuple=True)
+        out_i.append(todo[rows])
+        out_j.append(nbr[rows, cols])
+        todo = todo[~complete]
+        k *= 2
+    i = torch.cat(out_i).to(device) if out_i else torch.empty(0, dtype=torch.long, device=device)
+    j = torch.cat(out_j).to(device) if out_j else torch.empty(0, dtype=torch.long, device=device)
+    if todo.numel():  # extremely dense queries: exact brute force against all points
+        pts = torch.from_numpy(x).to(device)
+        q = pts[todo.to(device)]
+        d2 = torch.cdist(q, pts).pow(2)
+        ii, jj = torch.nonzero(d2 < r2, as_tuple=True)
+        i = torch.cat([i, todo.to(device)[ii]])
+        j = torch.cat([j, jj])
+    return i, j
+
+
+def _projection(points: torch.Tensor, dims: int) -> torch.Tensor:
+    """Orthonormal projection onto the ``dims`` leading principal axes (distance non-increasing)."""
+    d = points.shape[1]
+    if dims >= d:
+        return points
+    centred = points - points.mean(0)
+    cov = centred.T.double() @ centred.double()
+    _, vecs = torch.linalg.eigh(cov)  # ascending eigenvalues
+    axes = vecs[:, -dims:].flip(1).to(points.dtype)
+    return points @ axes
+
+
+def _grid_cells(proj: torch.Tensor, r: float):
+    """Cell keys of side ``r`` (padded by one cell each side) and the sorted-cell CSR layout."""
+    device = proj.device
+    g = proj.shape[1]
+    cell = torch.floor((proj - proj.min(0).values) / r).long() + 1
+    extent = cell.max(0).values + 2
+    if float(torch.prod(extent.double())) > 2**62:
+        return None
+    strides = torch.ones(g, dtype=torch.long, device=device)
+    for d in range(g - 2, -1, -1):
+        strides[d] = strides[d + 1] * extent[d + 1]
+    key = (cell * strides).sum(1)
+    order = torch.argsort(key)
+    uniq, counts = torch.unique_consecutive(key[order], return_counts=True)
+    starts = torch.cumsum(counts, 0) - counts
+    # Half of the 3^g neighbouring cells (the zero offset and those whose first non-zero
+    # component is +1): every unordered pair of points in neighbouring cells is then seen once
+    # (same-cell pairs twice, i<j kept later), half the work of the full stencil.
+    grids = torch.meshgrid(*[torch.tensor([-1, 0, 1], device=device)] * g, indexing="ij")
+    stencil = torch.stack([m.reshape(-1) for m in grids], 1)
+    nonzero = stencil != 0
+    first = torch.where(
+        nonzero.any(1), nonzero.float().argmax(1), torch.zeros(len(stencil), dtype=torch.long)
+    )
+    sign = stencil.gather(1, first[:, None]).squeeze(1)
+    half = (sign > 0) | ~nonzero.any(1)
+    offsets = (stencil[half] * strides).sum(1)
+    return key, order, uniq, counts, starts, offsets
+
+
+def _cell_ranges(key, uniq, counts, starts, offsets, s: int, e: int):
+    """For queries s..e-1 and each neighbouring-cell offset: (start, count) in sorted order."""
+    nb_key = key[s:e, None] + offsets[None, :]
+    pos = torch.searchsorted(uniq, nb_key).clamp_(max=uniq.numel() - 1)
+    found = uniq[pos] == nb_key
+    zero = torch.zeros_like(pos)
+    return torch.where(found, starts[pos], zero), torch.where(found, counts[pos], zero)
+
+
+_COST_SAMPLE = 4096
+
+
+def _grid_cost(cells, n: int) -> float:
+    """Work estimate of one grid layout: cell look-ups plus candidate pairs to check, measured on
+    an evenly strided sample of queries (the choice only affects speed, never the result)."""
+    key, _, uniq, counts, starts, offsets = cells
+    step = max(1, n // _COST_SAMPLE)
+    sample_key = key[::step]
+    _, ct = _cell_ranges(sample_key, uniq, counts, starts, offsets, 0, sample_key.numel())
+    return (float(ct.sum()) + 4.0 * sample_key.numel() * offsets.numel()) * n / sample_key.numel()
+
+
+def _candidates_grid(
+    points: torch.Tensor, r: float, chunk_size: int, grid_dims: int | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    device = points.device
+    n, dim = points.shape
+    if grid_dims is None:
+        # pick the number of projected dimensions with the least estimated work
+        max_dims = min(dim, 6)
+        proj_all = _projection(points, max_dims)
+        best, best_cost = None, math.inf
+        for g in range(1, max_dims + 1):
+            cells = _grid_cells(proj_all[:, :g], r)
+            if cells is None:
+                break
+            cost = _grid_cost(cells, n)
+            if cost < best_cost:
+                best, best_cost = cells, cost
+            elif cost > 1.5 * best_cost:
+                break
+        cells = best
+    else:
+        cells = _grid_cells(_projection(points, max(1, min(grid_dims, dim))), r)
+    if cells is None:
+        raise ValueError("grid too fine for int64 cell keys; use fewer grid_dims or a larger radius")
+    key, order, uniq, counts, starts, offsets = cells
+    n_off = offsets.numel()
+    s = 0
+    rows = max(1, chunk_size // n_off)
+    while s < n:
+        # expand queries s..e-1 so that each chunk holds at most ~chunk_size candidate pairs
+        e = min(n, s + rows)
+        st, ct = _cell_ranges(key, uniq, counts, starts, offsets, s, e)
+        cum = torch.cumsum(ct.sum(1), 0)
+        e_fit = int(torch.searchsorted(cum, torch.tensor(chunk_size, device=device), right=True))
+        e_fit = max(e_fit, 1)
+        st, ct = st[:e_fit].reshape(-1), ct[:e_fit].reshape(-1)
+        q = torch.arange(s, s + e_fit, device=device).repeat_interleave(n_off).repeat_interleave(ct)
+        seg_first = torch.cumsum(ct, 0) - ct
+        local = torch.arange(int(ct.sum()), device=device) - seg_first.repeat_interleave(ct)
+        j = order[st.repeat_interleave(ct) + local]
+        # same-cell pairs appear in both orders; cross-cell pairs once
+        same_cell = key[q] == key[j]
+        keep = ~same_cell | (q < j)
+        yield q[keep], j[keep], True
+        s += e_fit

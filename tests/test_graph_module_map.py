@@ -1,0 +1,184 @@
+"""Module map: recovers its own target edges, monotone cuts, file round trip, clear errors."""
+
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pytest
+import torch
+from synthetic import make_event
+
+from gnntrack.graph_construction import (
+    GraphConstructionConfig,
+    ModuleMap,
+    ModuleMapData,
+    build_module_map,
+    graph_metrics,
+    run_build_graphs,
+    run_build_module_map,
+)
+from gnntrack.graph_construction.geometry import module_ids_as_int64
+from gnntrack.graph_construction.metrics import truth_target_edges
+from gnntrack.io.errors import InputError
+from gnntrack.io.event_store import write_events
+from gnntrack.io.graph_store import make_graph, read_graphs
+
+
+@pytest.fixture(scope="module")
+def events():
+    return [make_event(n_particles=120, n_noise=60, seed=s, event_number=s) for s in range(10)]
+
+
+def _edge_set(edges) -> set[tuple[int, int]]:
+    return set(map(tuple, np.asarray(edges).T.tolist()))
+
+
+@pytest.mark.parametrize("symmetry", ["none", "phi"])
+def test_recovers_all_own_target_edges(events, symmetry):
+    data = build_module_map(events[:4], {"symmetry": symmetry})
+    assert data.n_events == 4 and data.n_pairs > 0 and data.symmetry == symmetry
+    mm = ModuleMap(data, "cpu", cut="minmax", tolerance=0.0)
+    for ev in events[:4]:
+        edges = mm.build_edges(ev.hits)
+        g = make_graph(edges.numpy(), ev)
+        assert int(g.y_target.sum()) == len(truth_target_edges(ev)[0]) > 0
+        # outward: source nearer the beam line, and no duplicates
+        r = ev.hits["r"]
+        assert np.all(r[edges[0].numpy()] <= r[edges[1].numpy()])
+        assert len(_edge_set(edges)) == edges.shape[1]
+
+
+def test_wider_cuts_never_lose_an_edge(events):
+    data = build_module_map(events[:5])
+    held_out = events[7]
+    previous = set()
+    for tol in (0.0, 0.05, 0.2, 1.0):
+        edges = _edge_set(ModuleMap(data, "cpu", tolerance=tol).build_edges(held_out.hits))
+        assert previous <= edges
+        previous = edges
+    previous = set()
+    for n_sigma in (0.5, 2.0, 5.0):
+        edges = _edge_set(ModuleMap(data, "cpu", cut="mean_rms", n_sigma=n_sigma).build_edges(held_out.hits))
+        assert previous <= edges
+        previous = edges
+
+
+def test_more_training_events_raise_held_out_efficiency(events):
+    test = events[8:]
+    eff = []
+    for n in (1, 7):
+        mm = ModuleMap(build_module_map(events[:8], {"n_events": n}), "cpu", tolerance=0.1)
+        graphs = [make_graph(mm.build_edges(ev.hits).numpy(), ev) for ev in test]
+        eff.append(graph_metrics(graphs, test, truth_cc=False)["efficiency"])
+    assert eff[1] > eff[0]
+
+
+def test_chunking_and_tensor_input_give_the_same_edges(events):
+    data = build_module_map(events[:4])
+    ev = events[4]
+    ref = ModuleMap(data, "cpu").build_edges(ev.hits)
+    small = ModuleMap(data, "cpu", chunk_size=7).build_edges(ev.hits)
+    assert torch.equal(ref, small)
+    tensors = {k: torch.as_tensor(np.asarray(ev.hits[k], np.float32)) for k in ("r", "phi", "z", "eta")}
+    tensors["module_id"] = torch.from_numpy(ev.hits["module_id"].view(np.int64))
+    assert torch.equal(ModuleMap(data, "cpu").build_edges(tensors), ref)
+
+
+def test_file_round_trip_and_stage(tmp_path, events):
+    shard = tmp_path / "train.h5"
+    write_events(shard, events[:5])
+    out = tmp_path / "mm" / "module_map.h5"
+    run_build_module_map([shard], out, {"tolerance": 0.05, "cut": "minmax"})
+    mm = ModuleMap.load(out, "cpu")
+    assert mm.n_events == 5 and mm.tolerance == 0.05
+    direct = ModuleMap(build_module_map(events[:5]), "cpu", tolerance=0.05)
+    assert torch.equal(mm.build_edges(events[6].hits), direct.build_edges(events[6].hits))
+    # build_graphs stage: labelled graphs for every event of a shard
+    test_shard = tmp_path / "test.h5"
+    write_events(test_shard, events[5:7])
+    graphs_out = tmp_path / "graphs.h5"
+    run_build_graphs(test_shard, graphs_out, GraphConstructionConfig(method="module_map"), module_map=mm)
+    graphs = read_graphs(graphs_out)
+    assert [g.key for g in graphs] == [e.key for e in events[5:7]]
+    assert graphs[0].n_edges == mm.build_edges(events[5].hits).shape[1]
+    assert graphs[0].y_target.any()
+
+
+def test_malformed_map_files_raise_input_error(tmp_path, events):
+    with pytest.raises(InputError, match="does not exist"):
+        ModuleMap.load(tmp_path / "missing.h5")
+    junk = tmp_path / "junk.h5"
+    junk.write_bytes(b"not hdf5 at all")
+    with pytest.raises(InputError, match="not a readable HDF5"):
+        ModuleMap.load(junk)
+    good = tmp_path / "good.h5"
+    build_module_map(events[:2]).write(good)
+    for name, mutate in {
+        "format": lambda f: f.attrs.__setitem__("format", "something-else"),
+        "doublets/max": lambda f: f["doublets/max"].__setitem__(slice(None), -1e9),
+        "doublets/rms": lambda f: f.__delitem__("doublets/rms"),
+        "doublets/min": lambda f: f["doublets/min"].__setitem__((0, 0), np.nan),
+    }.items():
+        bad = tmp_path / f"bad_{name.replace('/', '_')}.h5"
+        bad.write_bytes(good.read_bytes())
+        with h5py.File(bad, "r+") as f:
+            mutate(f)
+        with pytest.raises(InputError) as exc:
+            ModuleMapData.read(bad)
+        assert exc.value.field == name and str(bad) in str(exc.value)
+
+
+def test_empty_training_set_is_an_input_error(tmp_path):
+    ev = make_event(n_particles=0, n_noise=10)
+    shard = tmp_path / "empty.h5"
+    write_events(shard, [ev])
+    with pytest.raises(InputError):
+        run_build_module_map([shard], tmp_path / "mm.h5")
+    assert not (tmp_path / "mm.h5").exists()
+
+
+def _rotated(ev, angle: float):
+    """A copy of ``ev`` rotated about the beam axis (hit positions and module identifiers)."""
+    import copy
+
+    from synthetic import N_PIXEL_LAYERS, _module_ids
+
+    out = copy.deepcopy(ev)
+    h = out.hits
+    phi = np.arctan2(np.sin(h["phi"] + angle), np.cos(h["phi"] + angle)).astype(np.float32)
+    h["phi"], h["x"], h["y"] = phi, h["r"] * np.cos(phi), h["r"] * np.sin(phi)
+    layer = h["layer_disk"].astype(np.int64) + np.where(h["hardware"] == 1, N_PIXEL_LAYERS, 0)
+    module_id, phi_mod, _ = _module_ids(layer, phi.astype(np.float64), h["z"].astype(np.float64))
+    h["module_id"], h["phi_module"] = module_id, phi_mod.astype(np.int16)
+    return out
+
+
+def test_phi_symmetry_generalises_to_rotated_events(events):
+    train = events[:3]
+    rotated = [_rotated(ev, 2 * np.pi / 8) for ev in events[3:5]]  # every ring has 8k phi modules
+    n_truth = sum(len(truth_target_edges(ev)[0]) for ev in rotated)
+
+    def found(symmetry):
+        mm = ModuleMap(build_module_map(train, {"symmetry": symmetry}), "cpu", tolerance=0.01)
+        return sum(int(make_graph(mm.build_edges(ev.hits).numpy(), ev).y_target.sum()) for ev in rotated), mm
+
+    plain, mm_plain = found("none")
+    sym, mm_sym = found("phi")
+    assert sym > plain
+    # a rotated copy of a training event: every target edge is recovered unless one of its
+    # modules was never hit in the training events (only seen modules can be enumerated)
+    copy0 = _rotated(train[0], 2 * np.pi / 8)
+    seen = set()
+    for ev in train:
+        seen |= set(module_ids_as_int64(ev.hits["module_id"]).tolist())
+    g = make_graph(mm_sym.build_edges(copy0.hits).numpy(), copy0)
+    mod = module_ids_as_int64(copy0.hits["module_id"])
+    t = copy0.truth_edges[:, copy0.particles["is_target"][copy0.truth_edge_particle]]
+    found_codes = set(map(tuple, np.sort(g.edge_index[:, g.y_target], axis=0).T.tolist()))
+    expected = {tuple(sorted(e)) for e in t.T.tolist() if mod[e[0]] in seen and mod[e[1]] in seen}
+    assert len(expected) > 0.3 * t.shape[1]
+    assert expected <= found_codes
+    # the symmetric map only adds pairs and widens windows: a superset of the plain map's edges
+    for ev in events[5:7]:
+        assert _edge_set(mm_plain.build_edges(ev.hits)) <= _edge_set(mm_sym.build_edges(ev.hits))
+    assert n_truth > 0

@@ -1,0 +1,85 @@
+"""Neighbour-search backends: exact radius semantics, k_max cap, and identical edge sets."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from gnntrack.graph_construction.neighbours import HAS_FAISS, radius_graph, resolve_backend
+
+BACKENDS = ["brute", "grid"] + (["faiss"] if HAS_FAISS else [])
+
+
+def _reference(points: torch.Tensor, r: float, k_max: int) -> set[tuple[int, int]]:
+    p = points.double().numpy()
+    d2 = ((p[:, None, :] - p[None, :, :]) ** 2).sum(-1)
+    out = set()
+    for i in range(len(p)):
+        j = np.flatnonzero((d2[i] < r * r) & (np.arange(len(p)) != i))
+        j = j[np.lexsort((j, d2[i, j]))][:k_max]  # nearest first, ties by index
+        out |= {(i, int(x)) for x in j}
+    return out
+
+
+def _clustered(n_centres: int, per: int, dim: int, spread: float, seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    centres = torch.randn(n_centres, dim, generator=g)
+    pts = centres.repeat_interleave(per, 0) + spread * torch.randn(n_centres * per, dim, generator=g)
+    return torch.nn.functional.normalize(pts, dim=1)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_matches_reference_definition(backend):
+    pts = _clustered(20, 15, 4, 0.05, seed=1)
+    r, k = 0.2, 5
+    got = radius_graph(pts, r, k, backend)
+    assert got.dtype == torch.long and got.shape[0] == 2
+    assert set(map(tuple, got.T.tolist())) == _reference(pts, r, k)
+    assert not bool((got[0] == got[1]).any())
+
+
+@pytest.mark.parametrize(("dim", "r", "k_max"), [(3, 0.15, 1000), (8, 0.1, 8), (12, 0.3, 3), (8, 2.5, 50)])
+def test_backends_agree_exactly(dim, r, k_max):
+    n_centres = 15 if r > 2 else 60  # r = 2.5 covers the whole unit sphere: every pair is a candidate
+    pts = _clustered(n_centres, 20, dim, 0.03, seed=dim)
+    ref = radius_graph(pts, r, k_max, "brute")
+    assert ref.shape[1] > 0
+    for backend in BACKENDS[1:]:
+        assert torch.equal(radius_graph(pts, r, k_max, backend), ref), backend
+    # the grid with a fixed number of projected dimensions is exact as well
+    for g in (1, 2, 5):
+        assert torch.equal(radius_graph(pts, r, k_max, "grid", grid_dims=g), ref)
+
+
+def test_k_max_keeps_nearest_and_breaks_ties_by_index():
+    # query 0 at the origin, four neighbours at equal distance 1 and one at 0.5
+    pts = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [0.0, -1.0], [0.5, 0.0]])
+    for backend in BACKENDS:
+        e = radius_graph(pts, 1.01, 3, backend)
+        nbrs = e[1, e[0] == 0].tolist()
+        assert nbrs == [5, 1, 2], backend  # nearest first, then the lower indices among equals
+
+
+def test_radius_is_strict_and_chunking_does_not_matter():
+    pts = torch.tensor([[0.0], [1.0], [2.0], [2.5]])
+    for backend in BACKENDS:
+        e = radius_graph(pts, 1.0, 10, backend)  # |0-1| = 1 is not < 1
+        assert set(map(tuple, e.T.tolist())) == {(2, 3), (3, 2)}, backend
+    big = _clustered(30, 10, 6, 0.05, seed=3)
+    for backend in BACKENDS:
+        assert torch.equal(
+            radius_graph(big, 0.2, 20, backend, chunk_size=997), radius_graph(big, 0.2, 20, "brute")
+        )
+
+
+def test_bad_arguments():
+    pts = torch.zeros(5, 3)
+    with pytest.raises(ValueError):
+        radius_graph(pts, 0.0, 5)
+    with pytest.raises(ValueError):
+        radius_graph(pts, 1.0, 0)
+    with pytest.raises(ValueError):
+        radius_graph(pts, 1.0, 5, "kdtree")
+    assert radius_graph(torch.zeros(1, 3), 1.0, 5).shape == (2, 0)
+    assert resolve_backend("auto", "cpu") in ("faiss", "grid")
