@@ -1,0 +1,126 @@
+"""Settings of one-process inference (``InferenceConfig``) and of its benchmark (``BenchConfig``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from ..config import ConfigError, from_dict
+from ..track_building import TrackBuildingConfig
+
+
+@dataclass
+class InferenceConfig:
+    """How ``run_infer`` / ``Pipeline`` run the chain for one shard.
+
+    graph_method: ``module_map`` or ``metric_learning``; ``auto`` = whichever graph builder is given.
+    neighbour_backend: radius search of metric learning: auto | brute | faiss | grid (same edges).
+    r_max, k_max: radius and neighbour cap of the radius search; None = the values stored with the
+        embedding model (else the graph-construction defaults), so inference reproduces the
+        graphs the filter and GNN were trained on.
+    module_map_cut / module_map_tolerance / module_map_n_sigma: module-map window overrides
+        (None: the settings stored in the map), as in ``graph_construction``.
+    filter: run the edge filter when a filter model is given; edges with score >= filter_cut pass
+        (the ``apply_filter`` stage's rule and default, ``filter.score_cut``).
+    filter_chunk: edges scored by the filter at once (bounds memory on ⟨μ⟩=200 graphs).
+    amp: autocast of the learned stages: none | bf16 | fp16 (fp16 only on GPU).
+    runtime: eager | torchscript | onnx | compile (see ``inference.runtime``).
+    module_map_on_device: apply the module map on the pipeline device (else on the CPU, edges
+        copied over: the "before" column of the module-map-on-GPU benchmark variant).
+    store_graph: write the final scored graph (edge_index + GNN scores) into the tracks file.
+    track_building: ``gnntrack.track_building.TrackBuildingConfig`` (method, score_cut,
+        min_hits, connected-components backend).
+    """
+
+    graph_method: Literal["auto", "module_map", "metric_learning"] = "auto"
+    neighbour_backend: Literal["auto", "brute", "faiss", "grid"] = "auto"
+    r_max: float | None = None
+    k_max: int | None = None
+    module_map_cut: Literal["minmax", "mean_rms"] | None = None
+    module_map_tolerance: float | None = None
+    module_map_n_sigma: float | None = None
+    filter: bool = True
+    filter_cut: float = 0.1
+    filter_chunk: int = 1_000_000
+    amp: Literal["none", "bf16", "fp16"] = "none"
+    runtime: Literal["eager", "torchscript", "onnx", "compile"] = "eager"
+    module_map_on_device: bool = True
+    store_graph: bool = True
+    track_building: TrackBuildingConfig = field(default_factory=TrackBuildingConfig)
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.filter_cut < 1.0:
+            raise ConfigError(f"filter_cut must be in [0, 1), got {self.filter_cut}")
+        if self.filter_chunk < 1:
+            raise ConfigError(f"filter_chunk must be >= 1, got {self.filter_chunk}")
+        if self.r_max is not None and not self.r_max > 0:
+            raise ConfigError(f"r_max must be > 0, got {self.r_max}")
+        if self.k_max is not None and self.k_max < 1:
+            raise ConfigError(f"k_max must be >= 1, got {self.k_max}")
+        if self.runtime == "onnx" and self.amp != "none":
+            raise ConfigError("runtime 'onnx' runs the fp32 export; set amp: none")
+
+
+#: Benchmark variants, each applied on top of the previous one (ATLAS GNN4ITk table order).
+VARIANTS = ("baseline", "faiss", "grid", "cc", "precision", "module_map_device")
+
+#: Candidates of the "precision" variant on a CPU (measured; the fastest valid one is used).
+CPU_RUNTIME_CANDIDATES = ("eager", "bf16", "torchscript", "onnx", "compile")
+
+
+@dataclass
+class BenchConfig:
+    """Settings of ``gnntrack bench``.
+
+    n_events: held-out events timed per variant (taken in file order over the given shards).
+    warmup: events run before timing each variant (lazy initialisation, tracing, caches).
+    variants: which of ``VARIANTS`` to run; each one includes the changes of those before it.
+    cpu_runtimes: candidates measured for the CPU "precision" column; the fastest one whose
+        edge decisions agree with eager fp32 (see ``max_decision_flips``) is used.
+    runtime_probe_events: events used to measure each CPU runtime candidate.
+    max_decision_flips: largest accepted fraction of filter/GNN edges whose pass/fail decision
+        at the cut differs from fp32 eager (reduced precision moves scores near the cut).
+    threads: torch intra-op threads (None: torch's default).
+    matching: track-matching style for the efficiency row: ATLAS | one_way | two_way.
+    min_track_hits: minimum spacepoints of a track counted in matching.
+    plot: also write the stacked bar plot.
+    """
+
+    n_events: int = 10
+    warmup: int = 2
+    variants: list[str] = field(default_factory=lambda: list(VARIANTS))
+    cpu_runtimes: list[str] = field(default_factory=lambda: list(CPU_RUNTIME_CANDIDATES))
+    runtime_probe_events: int = 2
+    max_decision_flips: float = 1e-3
+    threads: int | None = None
+    matching: Literal["ATLAS", "one_way", "two_way"] = "ATLAS"
+    min_track_hits: int = 3
+    plot: bool = True
+
+    def __post_init__(self) -> None:
+        unknown = [v for v in self.variants if v not in VARIANTS]
+        if unknown:
+            raise ConfigError(f"unknown bench variant(s) {unknown}; choose from {list(VARIANTS)}")
+        bad = [r for r in self.cpu_runtimes if r not in CPU_RUNTIME_CANDIDATES]
+        if bad:
+            raise ConfigError(f"unknown CPU runtime(s) {bad}; choose from {list(CPU_RUNTIME_CANDIDATES)}")
+        if self.n_events < 1:
+            raise ConfigError(f"n_events must be >= 1, got {self.n_events}")
+        if self.warmup < 0 or self.runtime_probe_events < 1:
+            raise ConfigError("warmup must be >= 0 and runtime_probe_events >= 1")
+
+
+def as_inference_config(cfg) -> InferenceConfig:
+    if cfg is None:
+        return InferenceConfig()
+    if isinstance(cfg, InferenceConfig):
+        return cfg
+    return from_dict(InferenceConfig, cfg, "inference")
+
+
+def as_bench_config(cfg) -> BenchConfig:
+    if cfg is None:
+        return BenchConfig()
+    if isinstance(cfg, BenchConfig):
+        return cfg
+    return from_dict(BenchConfig, cfg, "bench")
