@@ -36,6 +36,7 @@ from ..config import ConfigError, from_dict
 from ..io.atomic import atomic_output
 from ..io.errors import InputError
 from ..io.event_store import Event, iter_events
+from ..io.hdf5 import open_store
 from .geometry import DOUBLET_FEATURES, GEOMETRY_COLUMNS, doublet_features, hits_to_tensors, orient_outward
 from .module_symmetry import ModuleCatalogue, symmetrise
 
@@ -236,16 +237,7 @@ class ModuleMapData:
     @classmethod
     def read(cls, path: str | Path) -> ModuleMapData:
         """Read and validate a map file; any defect is an ``InputError`` naming the field."""
-        path = Path(path)
-        if not path.exists():
-            raise InputError("module map file does not exist", file=path)
-        try:
-            f = h5py.File(path, "r")
-        except OSError as exc:
-            raise InputError(f"not a readable HDF5 file ({exc})", file=path) from None
-        with f:
-            if f.attrs.get("format") != FORMAT:
-                raise InputError(f"not a {FORMAT} file", file=path, field="format")
+        with open_store(path, FORMAT, what="module map file") as f:
             features = tuple(str(x) for x in f.attrs.get("features", ()))
             if features != DOUBLET_FEATURES:
                 raise InputError(

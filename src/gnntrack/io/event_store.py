@@ -28,6 +28,7 @@ import numpy as np
 
 from .atomic import atomic_output
 from .errors import InputError
+from .hdf5 import open_store
 
 FORMAT = "gnntrack-events"
 VERSION = 1
@@ -166,17 +167,7 @@ def write_events(path: str | Path, events: list[Event], compression: str | None 
 
 
 def _open(path: str | Path) -> h5py.File:
-    path = Path(path)
-    if not path.exists():
-        raise InputError("file does not exist", file=path)
-    try:
-        f = h5py.File(path, "r")
-    except OSError as exc:
-        raise InputError(f"not a readable HDF5 file ({exc})", file=path) from None
-    if f.attrs.get("format") != FORMAT:
-        f.close()
-        raise InputError(f"not a {FORMAT} file", file=path, field="format")
-    return f
+    return open_store(path, FORMAT)
 
 
 def event_keys(path: str | Path) -> list[str]:

@@ -25,6 +25,7 @@ import numpy as np
 from .atomic import atomic_output
 from .errors import InputError
 from .event_store import Event
+from .hdf5 import open_store
 
 FORMAT = "gnntrack-graphs"
 VERSION = 1
@@ -113,16 +114,7 @@ def write_graphs(path: str | Path, graphs: list[Graph], stage: str) -> None:
 
 
 def iter_graphs(path: str | Path, keys: list[str] | None = None) -> Iterator[Graph]:
-    path = Path(path)
-    if not path.exists():
-        raise InputError("file does not exist", file=path)
-    try:
-        f = h5py.File(path, "r")
-    except OSError as exc:
-        raise InputError(f"not a readable HDF5 file ({exc})", file=path) from None
-    with f:
-        if f.attrs.get("format") != FORMAT:
-            raise InputError(f"not a {FORMAT} file", file=path, field="format")
+    with open_store(path, FORMAT) as f:
         root = f["graphs"]
         for key in keys if keys is not None else list(root.keys()):
             if key not in root:

@@ -27,6 +27,7 @@ import numpy as np
 from ..track_building.tracks import Tracks
 from .atomic import atomic_output
 from .errors import InputError
+from .hdf5 import open_store
 
 FORMAT = "gnntrack-tracks"
 VERSION = 1
@@ -110,16 +111,10 @@ def _check_csr(hits, offsets, n_hits, path, key) -> None:
 
 
 def _open(path: str | Path) -> h5py.File:
-    path = Path(path)
-    if not path.exists():
-        raise InputError("file does not exist", file=path)
-    try:
-        f = h5py.File(path, "r")
-    except OSError as exc:
-        raise InputError(f"not a readable HDF5 file ({exc})", file=path) from None
-    if f.attrs.get("format") != FORMAT or "tracks" not in f:
+    f = open_store(path, FORMAT)
+    if "tracks" not in f:
         f.close()
-        raise InputError(f"not a {FORMAT} file", file=path, field="format")
+        raise InputError(f"not a {FORMAT} file", file=path, field="tracks")
     return f
 
 
