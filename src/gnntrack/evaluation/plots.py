@@ -32,7 +32,7 @@ _NAMES = {
     "pdg_id": ("PDG ID", ""),
     "vz": ("$v_z$", "mm"),
 }
-_OPS = {"==": "=", "!=": "≠", "<": "<", "<=": "≤", ">": ">", ">=": "≥", "in": "∈", "not_in": "∉"}
+_OPS = {"==": "=", "!=": "≠", "<": "<", "<=": "≤", ">": ">", ">=": "≥", "in": r"$\in$", "not_in": r"$\notin$"}
 
 
 def describe_selection(selection: dict | None) -> str:
@@ -53,7 +53,8 @@ def describe_selection(selection: dict | None) -> str:
         if isinstance(cond, (list, tuple)) and len(cond) == 2 and isinstance(cond[0], str):
             op, arg = cond
             if op in ("within", "not_within"):
-                text = f"{sym} {'∈' if op == 'within' else '∉'} [{arg[0]}, {arg[1]}]{unit}"
+                rel = _OPS["in"] if op == "within" else _OPS["not_in"]
+                text = f"{sym} {rel} [{arg[0]}, {arg[1]}]{unit}"
             elif op in ("in", "not_in"):
                 text = f"{sym} {_OPS[op]} {{{', '.join(map(str, arg))}}}"
             else:
