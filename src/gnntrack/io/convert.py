@@ -117,6 +117,37 @@ def finish_particles(
         raise ConfigError(f"convert.target: {exc}") from None
 
 
+def assemble_event(
+    run_number: int,
+    event_number: int,
+    hits: dict[str, np.ndarray],
+    clusters: dict[str, np.ndarray],
+    particles: dict[str, np.ndarray],
+    jets: dict[str, np.ndarray],
+    hit_particle: np.ndarray,
+    cfg: ConvertConfig,
+    source=None,
+    validate_file=None,
+) -> Event:
+    """The one place an ``Event`` is made from reader tables: truth graph, targets, validation."""
+    finish_particles(particles, hits, hit_particle, cfg)
+    edges, edge_particle = truth_graph(hits, particles, hit_particle)
+    ev = Event(
+        run_number=run_number,
+        event_number=event_number,
+        hits=hits,
+        clusters=clusters,
+        particles=particles,
+        jets=jets,
+        truth_edges=edges,
+        truth_edge_particle=edge_particle,
+        hit_particle=hit_particle,
+        attrs={"source": Path(source).name} if source else {},
+    )
+    ev.validate(file=validate_file if validate_file is not None else source)
+    return ev
+
+
 def truth_graph(hits, particles, hit_particle) -> tuple[np.ndarray, np.ndarray]:
     xyz = np.stack([hits["x"], hits["y"], hits["z"]], axis=1)
     vtx = np.stack([particles["vx"], particles["vy"], particles["vz"]], axis=1)
@@ -285,22 +316,7 @@ def event_from_gnn4itk(raw: Mapping, cfg: ConvertConfig | None = None, source: s
         "jet_dr": jet_dr,
         "jet_pt": jet_pt,
     }
-    finish_particles(particles, hits, hit_particle, cfg)
-    edges, edge_particle = truth_graph(hits, particles, hit_particle)
-    ev = Event(
-        run_number=run,
-        event_number=evt,
-        hits=hits,
-        clusters=clusters,
-        particles=particles,
-        jets=jets,
-        truth_edges=edges,
-        truth_edge_particle=edge_particle,
-        hit_particle=hit_particle,
-        attrs={"source": Path(source).name} if source else {},
-    )
-    ev.validate(file=source)
-    return ev
+    return assemble_event(run, evt, hits, clusters, particles, jets, hit_particle, cfg, source=source)
 
 
 def iter_converted(

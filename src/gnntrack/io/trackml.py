@@ -220,7 +220,7 @@ def read_trackml_event(
     kinds hits/cells/particles/truth (cells may be missing). ``cfg`` is a ``ConvertConfig`` (or
     dict) for the target selection.
     """
-    from .convert import ConvertConfig, feature_dtype, finish_particles, truth_graph
+    from .convert import ConvertConfig, assemble_event, feature_dtype
 
     if cfg is None or isinstance(cfg, dict):
         cfg = from_dict(ConvertConfig, dict(cfg or {}, input_format="trackml"), "convert")
@@ -411,22 +411,11 @@ def read_trackml_event(
     for f in CLUSTER_FEATURES:
         hits[f"cl1_{f}"] = hits[f"cl2_{f}"] = feature_dtype(feat[f])
 
-    finish_particles(particles, hits, hit_particle, cfg)
-    edges, edge_particle = truth_graph(hits, particles, hit_particle)
-    ev = Event(
-        run_number=run_number,
-        event_number=evt,
-        hits=hits,
-        clusters=clusters,
-        particles=particles,
-        jets={"pt": np.zeros(0), "eta": np.zeros(0), "phi": np.zeros(0)},
-        truth_edges=edges,
-        truth_edge_particle=edge_particle,
-        hit_particle=hit_particle,
-        attrs={"source": prefix.name},
-    )
-    ev.validate(file=files["hits"])
-    return ev
+    no_jets = {"pt": np.zeros(0), "eta": np.zeros(0), "phi": np.zeros(0)}
+    return assemble_event(
+        run_number, evt, hits, clusters, particles, no_jets, hit_particle, cfg,
+        source=prefix, validate_file=files["hits"],
+    )  # fmt: skip
 
 
 def _cyl(x, y, z):
