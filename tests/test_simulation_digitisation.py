@@ -34,7 +34,7 @@ def test_cluster_centroid_within_one_pitch(geo):
     n = 60  # well separated tracks: no merging
     p = particle_gun(rng.uniform(2, 50, n), rng.uniform(-3.5, 3.5, n), np.linspace(-3.1, 3.1, n))
     ev = simulate_particles(CLEAN, geo, p, rng)
-    st = TrackState(np.arange(n), p.vx, p.vy, p.vz, p.px, p.py, p.pz, p.charge, p.mass, np.full(n, np.inf))
+    st = TrackState.from_particles(p)
     cr, _ = propagate(geo, st, rng, multiple_scattering=False)
     cr_sens = geo.sensitive[cr.surface]
     links = _links(ev)

@@ -86,18 +86,7 @@ def test_surfaces_tile_eta_4(geo):
     eta = np.repeat(np.linspace(-3.95, 3.95, 41), 7)
     phi = np.tile(np.linspace(-3.1, 3.1, 7), 41)
     p = particle_gun(np.full(len(eta), 5000.0), eta, phi)
-    state = TrackState(
-        index=np.arange(len(p)),
-        x=p.vx,
-        y=p.vy,
-        z=p.vz,
-        px=p.px,
-        py=p.py,
-        pz=p.pz,
-        charge=p.charge,
-        mass=p.mass,
-        decay_length=np.full(len(p), np.inf),
-    )
+    state = TrackState.from_particles(p)
     cr, _ = propagate(geo, state, np.random.default_rng(0), multiple_scattering=False)
     sens = geo.sensitive[cr.surface]
     got = np.bincount(cr.index[sens], minlength=len(p))

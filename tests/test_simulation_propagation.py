@@ -21,18 +21,7 @@ def geo():
 
 
 def _state(p, decay=None):
-    return TrackState(
-        index=np.arange(len(p)),
-        x=p.vx,
-        y=p.vy,
-        z=p.vz,
-        px=p.px,
-        py=p.py,
-        pz=p.pz,
-        charge=p.charge,
-        mass=p.mass,
-        decay_length=np.full(len(p), np.inf) if decay is None else decay,
-    )
+    return TrackState.from_particles(p, decay)
 
 
 def test_helix_radius_and_ordered_crossings(geo):

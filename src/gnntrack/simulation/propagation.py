@@ -47,6 +47,23 @@ class TrackState:
     mass: np.ndarray
     decay_length: np.ndarray  # remaining 3-D path before decay (inf: stable)
 
+    @classmethod
+    def from_particles(cls, p, decay_length: np.ndarray | None = None) -> TrackState:
+        """States of every particle of a table with vx..pz, charge, mass (e.g. ``particle_gun``)."""
+        n = len(p.px)
+        return cls(
+            index=np.arange(n),
+            x=p.vx,
+            y=p.vy,
+            z=p.vz,
+            px=p.px,
+            py=p.py,
+            pz=p.pz,
+            charge=p.charge,
+            mass=p.mass,
+            decay_length=np.full(n, np.inf) if decay_length is None else decay_length,
+        )
+
 
 @dataclass
 class Crossings:
