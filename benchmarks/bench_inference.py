@@ -160,7 +160,9 @@ def _inference_cfg(inputs: Path, method: str) -> dict:
     return dict(data.get("inference") or {})
 
 
-def _test_events(inputs: Path) -> Path:
+def _test_events(inputs: Path, events: Path | None = None) -> Path:
+    if events is not None:
+        return Path(events)
     full = Path(inputs) / "test.h5"
     return full if full.exists() else Path(inputs) / "test_slim.h5"
 
@@ -192,7 +194,7 @@ def run(args) -> dict:
     cfg["runtime_probe_events"] = args.probe_events
     inputs = Path(args.inputs)
     res = run_bench(
-        [_test_events(inputs)],
+        [_test_events(inputs, args.events)],
         args.output,
         cfg,
         _inference_cfg(inputs, args.method),
@@ -283,7 +285,7 @@ def profile(args) -> dict:
     if args.runtime:
         cfg["runtime"] = args.runtime
     pipe = _pipeline(inputs, args.method, cfg, dev)
-    source = EventSource([_test_events(inputs)], args.n_events)
+    source = EventSource([_test_events(inputs, args.events)], args.n_events)
     for i in range(min(args.warmup, len(source))):
         _timed_event(pipe, source, i)
     runs = [_timed_event(pipe, source, i)[0] for i in range(len(source))]
@@ -419,6 +421,9 @@ def main(argv=None) -> int:
         b = sub.add_parser(name)
         b.add_argument("--inputs", type=Path, default=ROOT / "benchmarks" / "inputs")
         b.add_argument("--method", choices=("module_map", "metric_learning"), default="module_map")
+        b.add_argument(
+            "--events", type=Path, help="test events (default: test.h5 or test_slim.h5 in --inputs)"
+        )
         b.add_argument("--n-events", type=int, default=3)
         b.add_argument("--device", default="auto")
         b.add_argument("--threads", type=int)

@@ -97,6 +97,31 @@ def test_module_map_bench_skips_neighbour_variants(files, tmp_path):
     assert not (tmp_path / "mm" / "bench.png").exists()
 
 
+def test_failing_variant_is_reported_and_the_others_kept(files, tmp_path, monkeypatch):
+    import gnntrack.inference.bench as bench
+
+    real = bench.run_variant
+
+    def flaky(pipe, source, cfg):
+        if pipe.cfg.track_building.backend != "scipy" or pipe.cfg.module_map_on_device:
+            raise RuntimeError("backend exploded")
+        return real(pipe, source, cfg)
+
+    monkeypatch.setattr(bench, "run_variant", flaky)
+    kw = dict(module_map=files / "map.h5", gnn_model=files / "gnn.pt", device="cpu")
+    cfg = {"n_events": 1, "warmup": 0, "variants": ["baseline", "module_map_device"], "plot": False}
+    res = run_bench([files / "events.h5"], tmp_path / "f", cfg, {}, **kw)
+    assert [v["name"] for v in res["variants"]] == ["baseline"]
+    assert res["failed_variants"] == {"module_map_device": "RuntimeError: backend exploded"}
+    assert (
+        "Variant module_map_device FAILED: RuntimeError: backend exploded"
+        in (tmp_path / "f" / "bench.md").read_text()
+    )
+    cfg["variants"] = ["module_map_device"]
+    with pytest.raises(RuntimeError, match="no benchmark variant ran"):
+        run_bench([files / "events.h5"], tmp_path / "g", cfg, {}, **kw)
+
+
 def test_variant_chain_is_cumulative_on_cpu():
     chain = variant_chain(InferenceConfig(), torch.device("cpu"), cpu_runtime="onnx")
     cfgs = {v["name"]: v["cfg"] for v in chain}

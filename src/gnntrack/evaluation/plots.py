@@ -15,7 +15,6 @@ import matplotlib
 matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
-import mplhep  # noqa: E402
 import numpy as np  # noqa: E402
 
 from ..io.atomic import atomic_output  # noqa: E402
@@ -33,6 +32,14 @@ _NAMES = {
     "vz": ("$v_z$", "mm"),
 }
 _OPS = {"==": "=", "!=": "≠", "<": "<", "<=": "≤", ">": ">", ">=": "≥", "in": r"$\in$", "not_in": r"$\notin$"}
+
+
+def _atlas_style():
+    """mplhep's ATLAS style, imported only when a figure is drawn (matching and metrics stay
+    importable on machines without mplhep, such as a GPU node running the benchmark)."""
+    import mplhep
+
+    return mplhep.style.ATLAS
 
 
 def describe_selection(selection: dict | None) -> str:
@@ -127,7 +134,7 @@ def plot_ratios(
     extra: str = "",
 ) -> list[Path]:
     """Binned ratios with Clopper-Pearson bars (x bars = bin widths), one marker set per series."""
-    with plt.style.context(mplhep.style.ATLAS):
+    with plt.style.context(_atlas_style()):
         fig, ax = plt.subplots(figsize=(7.5, 5.6))
         markers = ["o", "s", "^", "v", "D"]
         top = 0.0
@@ -164,7 +171,7 @@ def plot_rz_maps(
     title: str, formats: Sequence[str] = ("png", "pdf"),
 ) -> list[Path]:  # fmt: skip
     """2-D ratio maps (passed / total per (r, z) bin), one panel per (label, passed, total)."""
-    with plt.style.context(mplhep.style.ATLAS):
+    with plt.style.context(_atlas_style()):
         fig, axes = plt.subplots(
             1, len(maps), figsize=(7.5 * len(maps), 5.6), squeeze=False, layout="constrained"
         )

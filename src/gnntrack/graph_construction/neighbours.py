@@ -249,7 +249,7 @@ def _grid_cells(proj: torch.Tensor, r: float):
     stencil = torch.stack([m.reshape(-1) for m in grids], 1)
     nonzero = stencil != 0
     first = torch.where(
-        nonzero.any(1), nonzero.float().argmax(1), torch.zeros(len(stencil), dtype=torch.long)
+        nonzero.any(1), nonzero.float().argmax(1), torch.zeros(len(stencil), dtype=torch.long, device=device)
     )
     sign = stencil.gather(1, first[:, None]).squeeze(1)
     half = (sign > 0) | ~nonzero.any(1)

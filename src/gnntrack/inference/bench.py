@@ -273,9 +273,8 @@ def _machine(device: torch.device) -> dict:
 
 
 def _matching():
-    """The evaluation stage's matching functions, or None where its plotting dependencies
-    (mplhep) are missing, e.g. on a bare GPU node: the timing table is then made without the
-    efficiency row instead of failing."""
+    """The evaluation stage's matching functions, or None where evaluation cannot be imported:
+    the timing table is then made without the efficiency row instead of failing."""
     try:
         from ..evaluation import matching
     except ImportError as exc:
@@ -348,7 +347,30 @@ def run_bench(
     if dev.type != "cuda" and "precision" in cfg.variants:
         runtime_choice = choose_cpu_runtime(models, base, source, cfg, dev)
     chain = variant_chain(base, dev, runtime_choice["chosen"] if runtime_choice else None, proto.method)
-    variants, skipped = [], {}
+    variants, skipped, failed = [], {}, {}
+    out = Path(output)
+    out.mkdir(parents=True, exist_ok=True)
+
+    def result() -> dict:
+        return {
+            "machine": _machine(dev),
+            "graph_method": proto.method,
+            "n_events": len(source),
+            "mean_hits": float(np.mean([r["n_hits"] for r in variants[0]["events"]])) if variants else 0.0,
+            "event_files": [str(f) for f in event_files],
+            "bench_config": to_dict(cfg),
+            "inference_config": to_dict(base),
+            "runtime_choice": runtime_choice,
+            "skipped_variants": skipped,
+            "failed_variants": failed,
+            "variants": variants,
+        }
+
+    def write(res: dict) -> None:
+        write_json(res, out / "bench.json")
+        with atomic_output(out / "bench.md") as tmp:
+            tmp.write_text(format_table(res))
+
     for v in chain:
         if v["name"] not in cfg.variants:
             continue
@@ -356,8 +378,13 @@ def run_bench(
             skipped[v["name"]] = v["skip"]
             continue
         log.info("bench variant %s", v["name"])
-        pipe = Pipeline(v["cfg"], device=dev, **models)
-        records, rates, _ = run_variant(pipe, source, cfg)
+        try:
+            pipe = Pipeline(v["cfg"], device=dev, **models)
+            records, rates, _ = run_variant(pipe, source, cfg)
+        except Exception as exc:  # one broken variant (e.g. a backend bug) must not lose the others
+            log.exception("bench variant %s failed", v["name"])
+            failed[v["name"]] = f"{type(exc).__name__}: {exc}"
+            continue
         vcfg = v["cfg"]
         variants.append(
             {
@@ -378,27 +405,16 @@ def run_bench(
                 "events": records,
             }
         )
-    compare_to_baseline(variants)
-    result = {
-        "machine": _machine(dev),
-        "graph_method": proto.method,
-        "n_events": len(source),
-        "mean_hits": float(np.mean([r["n_hits"] for r in variants[0]["events"]])) if variants else 0.0,
-        "event_files": [str(f) for f in event_files],
-        "bench_config": to_dict(cfg),
-        "inference_config": to_dict(base),
-        "runtime_choice": runtime_choice,
-        "skipped_variants": skipped,
-        "variants": variants,
-    }
-    out = Path(output)
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(result, out / "bench.json")
-    with atomic_output(out / "bench.md") as tmp:
-        tmp.write_text(format_table(result))
+        compare_to_baseline(variants)
+        write(result())  # after every variant: a run stopped by a time limit keeps its columns
+    res = result()
+    if not variants:
+        write_json(res, out / "bench.json")
+        raise RuntimeError(f"no benchmark variant ran: failed {failed or '-'}, skipped {skipped or '-'}")
+    write(res)
     if cfg.plot and variants:
-        plot_bars(result, out / "bench.png")
-    return result
+        plot_bars(res, out / "bench.png")
+    return res
 
 
 # --------------------------------------------------------------------------- command line

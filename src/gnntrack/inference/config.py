@@ -23,7 +23,8 @@ class InferenceConfig:
     filter: run the edge filter when a filter model is given; edges with score >= filter_cut pass
         (the ``apply_filter`` stage's rule and default, ``filter.score_cut``).
     filter_chunk: edges scored by the filter at once (bounds memory on ⟨μ⟩=200 graphs).
-    amp: autocast of the learned stages: none | bf16 | fp16 (fp16 only on GPU).
+    amp: autocast of the filter and GNN: none | bf16 | fp16 (fp16 only on GPU); the embedding
+        always runs in fp32 (reduced precision moves points across r_max).
     runtime: eager | torchscript | onnx | compile (see ``inference.runtime``).
     module_map_on_device: apply the module map on the pipeline device (else on the CPU, edges
         copied over: the "before" column of the module-map-on-GPU benchmark variant).

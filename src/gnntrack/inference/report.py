@@ -131,6 +131,8 @@ def format_table(result: dict) -> str:
     ]
     for name, why in (result.get("skipped_variants") or {}).items():
         notes.append(f"Variant {name} not run: {why}.")
+    for name, why in (result.get("failed_variants") or {}).items():
+        notes.append(f"Variant {name} FAILED: {why}")
     if result.get("runtime_choice"):
         rc = result["runtime_choice"]
         parts = ", ".join(
