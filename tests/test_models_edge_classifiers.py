@@ -45,6 +45,45 @@ def test_finite_scores_on_empty_and_isolated(make):
     assert all(torch.all(torch.isfinite(p.grad)) for p in model.parameters() if p.grad is not None)
 
 
+PHI_COLUMNS = ["phi", "cl1_phi", "cl2_phi", "cl1_glob_phi", "cl2_glob_phi"]
+
+
+@pytest.mark.parametrize("cls", [FilterModel, InteractionGNN])
+def test_encoder_exclude_makes_scores_rotation_invariant(cls):
+    """Without the absolute azimuth columns in the encoder, rotating a whole event in φ leaves
+    every score unchanged (edge features only use φ differences); with them, it does not."""
+    ev = make_event(n_particles=40, seed=4)
+    x = torch.from_numpy(node_features(ev.hits))
+    ei = torch.from_numpy(ev.truth_edges)
+    rotated = x.clone()
+    for c in PHI_COLUMNS:
+        i = DEFAULT_NODE_FEATURES.index(c)
+        phi = rotated[:, i].double() * math.pi + 1.3  # stored as phi / pi
+        rotated[:, i] = (torch.remainder(phi + math.pi, 2 * math.pi) - math.pi).float() / math.pi
+    torch.manual_seed(0)
+    invariant = cls(encoder_exclude=PHI_COLUMNS, hidden=16).eval()
+    torch.manual_seed(0)
+    plain = cls(hidden=16).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(invariant(x, ei), invariant(rotated, ei), atol=1e-4, rtol=0)
+        assert not torch.allclose(plain(x, ei), plain(rotated, ei), atol=1e-3)
+    assert invariant.config["encoder_exclude"] == PHI_COLUMNS
+    with pytest.raises(ValueError, match="unknown node feature"):
+        cls(encoder_exclude=["not_a_column"])
+
+
+def test_pair_mlp_equals_mlp_on_concatenation():
+    from gnntrack.models.mlp import PairMLP, make_mlp
+
+    torch.manual_seed(2)
+    net = PairMLP(*make_mlp(2 * 8 + 3, 16, 4, 2))
+    h, e = torch.randn(50, 8), torch.randn(200, 3)
+    src, dst = torch.randint(0, 50, (2, 200))
+    ref = torch.nn.Sequential(*net)(torch.cat([h[src], h[dst], e], dim=1))
+    torch.testing.assert_close(net.pairs(h, src, dst, e), ref, atol=1e-5, rtol=1e-5)
+    assert list(net.state_dict()) == list(torch.nn.Sequential(*make_mlp(19, 16, 4, 2)).state_dict())
+
+
 def test_gnn_is_equivariant_under_node_relabelling():
     torch.manual_seed(1)
     model = InteractionGNN(hidden=16, n_graph_iters=3).eval()

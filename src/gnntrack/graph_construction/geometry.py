@@ -30,18 +30,29 @@ def wrap_phi(dphi: torch.Tensor) -> torch.Tensor:
     return torch.where(dphi < -math.pi, dphi + two_pi, dphi)
 
 
+def _at(values: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    # index_select, not values[index]: on the CPU advanced indexing is several times slower and
+    # was 60 % of applying a module map at <mu>=200
+    return values.index_select(0, index)
+
+
+def doublet_dphi(hits: Mapping[str, torch.Tensor], src: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
+    """φ difference dst - src in [-π, π] (the ``dphi`` column of ``doublet_features``)."""
+    return wrap_phi(_at(hits["phi"], dst) - _at(hits["phi"], src))
+
+
 def doublet_features(hits: Mapping[str, torch.Tensor], src: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
     """(E, len(DOUBLET_FEATURES)) float32 quantities of the doublets src -> dst."""
-    r1, r2 = hits["r"][src], hits["r"][dst]
-    z1, z2 = hits["z"][src], hits["z"][dst]
+    r1, r2 = _at(hits["r"], src), _at(hits["r"], dst)
+    z1, z2 = _at(hits["z"], src), _at(hits["z"], dst)
     dr = r2 - r1
     dr = torch.where(dr.abs() < _MIN_DR, torch.full_like(dr, _MIN_DR).copysign(dr), dr)
     dz = z2 - z1
-    dphi = wrap_phi(hits["phi"][dst] - hits["phi"][src])
+    dphi = doublet_dphi(hits, src, dst)
     dz_dr = dz / dr
     z0 = z1 - r1 * dz_dr
     phi_slope = dphi / dr
-    deta = hits["eta"][dst] - hits["eta"][src]
+    deta = _at(hits["eta"], dst) - _at(hits["eta"], src)
     return torch.stack([z0, dphi, phi_slope, deta, dz_dr], dim=1)
 
 

@@ -37,7 +37,14 @@ from ..io.atomic import atomic_output
 from ..io.errors import InputError
 from ..io.event_store import Event, iter_events
 from ..io.hdf5 import open_store
-from .geometry import DOUBLET_FEATURES, GEOMETRY_COLUMNS, doublet_features, hits_to_tensors, orient_outward
+from .geometry import (
+    DOUBLET_FEATURES,
+    GEOMETRY_COLUMNS,
+    doublet_features,
+    hits_to_tensors,
+    orient_outward,
+    wrap_phi,
+)
 from .module_symmetry import ModuleCatalogue, symmetrise
 
 FORMAT = "gnntrack-module-map"
@@ -401,6 +408,13 @@ class ModuleMap:
         cum = torch.cumsum(n_cand, 0)
         out = []
         start = 0
+        i_dphi = DOUBLET_FEATURES.index("dphi")
+        lo_dphi, hi_dphi = self.lo[:, i_dphi].contiguous(), self.hi[:, i_dphi].contiguous()
+        # hits sorted by module: a candidate is (pair, a-th hit of its source module, b-th hit of
+        # its target module); positions in that order index the sorted φ directly
+        first_a = first.index_select(0, self.pair_src)
+        first_b = first.index_select(0, self.pair_dst)
+        phi_sorted = h["phi"].index_select(0, order)
         while start < active.numel():
             base = int(cum[start - 1]) if start > 0 else 0
             stop = int(torch.searchsorted(cum, torch.tensor(base + self.chunk_size, device=dev), right=True))
@@ -411,11 +425,21 @@ class ModuleMap:
             local = torch.arange(int(c.sum()), device=dev) - torch.repeat_interleave(
                 torch.cumsum(c, 0) - c, c
             )
-            nb_p = nb[pid]
-            src = order[first[self.pair_src[pid]] + local // nb_p]
-            dst = order[first[self.pair_dst[pid]] + local % nb_p]
+            nb_p = nb.index_select(0, pid)
+            a = torch.div(local, nb_p, rounding_mode="floor")
+            ia = first_a.index_select(0, pid) + a
+            ib = first_b.index_select(0, pid) + (local - a * nb_p)
+            # the φ window is the narrowest: cut on it first, then compute every quantity (dphi
+            # again, with the same code, hence the same values) for the few survivors only
+            dphi = wrap_phi(phi_sorted.index_select(0, ib) - phi_sorted.index_select(0, ia))
+            keep = torch.nonzero(
+                (dphi >= lo_dphi.index_select(0, pid)) & (dphi <= hi_dphi.index_select(0, pid))
+            ).squeeze(1)
+            src = order.index_select(0, ia.index_select(0, keep))
+            dst = order.index_select(0, ib.index_select(0, keep))
+            pid = pid.index_select(0, keep)
             q = doublet_features(h, src, dst)
-            ok = ((q >= self.lo[pid]) & (q <= self.hi[pid])).all(1)
+            ok = ((q >= self.lo.index_select(0, pid)) & (q <= self.hi.index_select(0, pid))).all(1)
             out.append(torch.stack([src[ok], dst[ok]]))
             start = stop
         return orient_outward(torch.cat(out, 1), h)

@@ -17,6 +17,11 @@ class EdgeClassifier(nn.Module):
     ``node_features``/``feature_scales`` say how to build ``x`` from an event's hits
     (``gnntrack.io.features.node_features``); ``config`` holds the constructor kwargs so
     ``gnntrack.models.load_model`` can rebuild the model from its file.
+
+    ``encoder_exclude`` names node columns that only the geometric edge features read, not the
+    node encoder: the absolute azimuth (``phi``, ``cl1_phi``, ...) carries no information on
+    whether two hits belong together (the detector is φ-symmetric), so a network that sees it
+    must learn that invariance from data and, with few training events, memorises it instead.
     """
 
     def __init__(
@@ -24,6 +29,7 @@ class EdgeClassifier(nn.Module):
         node_features: Sequence[str] = DEFAULT_NODE_FEATURES,
         feature_scales: Mapping[str, float] | None = None,
         edge_features: Sequence[str] = EDGE_FEATURES,
+        encoder_exclude: Sequence[str] = (),
         **config,
     ):
         super().__init__()
@@ -35,8 +41,17 @@ class EdgeClassifier(nn.Module):
             "node_features": list(self.node_features),
             "feature_scales": dict(self.feature_scales),
             "edge_features": list(edge_features),
+            "encoder_exclude": list(encoder_exclude),
             **config,
         }
+        unknown = [c for c in encoder_exclude if c not in self.node_features]
+        if unknown:
+            raise ValueError(f"encoder_exclude names unknown node feature(s) {unknown}")
+        keep = [i for i, c in enumerate(self.node_features) if c not in set(encoder_exclude)]
+        if not keep:
+            raise ValueError("encoder_exclude leaves the node encoder no input")
+        self.register_buffer("encoder_cols", torch.tensor(keep, dtype=torch.long), persistent=False)
+        self.select_encoder_cols = len(keep) < len(self.node_features)
 
         # per-feature standardisation of the node inputs, fitted on the training data
         # (``fit_input_normalisation``) and saved with the weights: a feature whose fixed scale
@@ -50,8 +65,17 @@ class EdgeClassifier(nn.Module):
     def n_node_features(self) -> int:
         return len(self.node_features)
 
+    @property
+    def n_encoder_features(self) -> int:
+        return int(self.encoder_cols.numel())
+
     def normalise(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.x_mean) / self.x_std
+
+    def encoder_input(self, x: torch.Tensor) -> torch.Tensor:
+        """Standardised node columns the node encoder sees (all but ``encoder_exclude``)."""
+        xn = self.normalise(x)
+        return xn.index_select(1, self.encoder_cols) if self.select_encoder_cols else xn
 
     @torch.no_grad()
     def fit_input_normalisation(self, xs: Iterable[torch.Tensor]) -> None:

@@ -22,6 +22,7 @@ class FilterModel(EdgeClassifier):
         node_features: Sequence[str] = DEFAULT_NODE_FEATURES,
         feature_scales: Mapping[str, float] | None = None,
         edge_features: Sequence[str] = EDGE_FEATURES,
+        encoder_exclude: Sequence[str] = (),
         hidden: int = 256,
         n_layers: int = 3,
         activation: str = "silu",
@@ -32,6 +33,7 @@ class FilterModel(EdgeClassifier):
             node_features,
             feature_scales,
             edge_features,
+            encoder_exclude,
             hidden=hidden,
             n_layers=n_layers,
             activation=activation,
@@ -39,10 +41,10 @@ class FilterModel(EdgeClassifier):
             dropout=dropout,
         )
         self.edge_feats = EdgeFeatures(self.node_features, self.feature_scales, edge_features)
-        n_in = 2 * self.n_node_features + self.edge_feats.n_out
+        n_in = 2 * self.n_encoder_features + self.edge_feats.n_out
         self.net = make_mlp(n_in, hidden, 1, n_layers, activation, layer_norm, dropout)
 
     def forward(self, x: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:
-        xn = self.normalise(x)
+        xn = self.encoder_input(x)
         h = torch.cat([xn[edge_index[0]], xn[edge_index[1]], self.edge_feats(x, edge_index)], dim=1)
         return self.net(h).squeeze(-1)

@@ -25,7 +25,7 @@ from torch.utils.checkpoint import checkpoint
 from ..io.features import DEFAULT_NODE_FEATURES
 from .base import EdgeClassifier
 from .edge_features import EDGE_FEATURES, EdgeFeatures
-from .mlp import make_mlp
+from .mlp import PairMLP, make_mlp
 
 
 def aggregate(messages: torch.Tensor, index: torch.Tensor, n_nodes: torch.Tensor, mean: bool) -> torch.Tensor:
@@ -43,7 +43,7 @@ def aggregate(messages: torch.Tensor, index: torch.Tensor, n_nodes: torch.Tensor
 class MessagePassingStep(nn.Module):
     """One round: nodes from [h, Σ incoming e, Σ outgoing e], then edges from [h_src, h_dst, e]; residual."""
 
-    def __init__(self, node_net: nn.Module, edge_net: nn.Module, mean: bool):
+    def __init__(self, node_net: nn.Module, edge_net: PairMLP, mean: bool):
         super().__init__()
         self.node_net = node_net
         self.edge_net = edge_net
@@ -53,7 +53,7 @@ class MessagePassingStep(nn.Module):
         incoming = aggregate(e, dst, h, self.mean)
         outgoing = aggregate(e, src, h, self.mean)
         h = h + self.node_net(torch.cat([h, incoming, outgoing], dim=1))
-        e = e + self.edge_net(torch.cat([h[src], h[dst], e], dim=1))
+        e = e + self.edge_net.pairs(h, src, dst, e)
         return h, e
 
 
@@ -63,6 +63,7 @@ class InteractionGNN(EdgeClassifier):
         node_features: Sequence[str] = DEFAULT_NODE_FEATURES,
         feature_scales: Mapping[str, float] | None = None,
         edge_features: Sequence[str] = EDGE_FEATURES,
+        encoder_exclude: Sequence[str] = (),
         hidden: int = 128,
         n_graph_iters: int = 8,
         n_node_layers: int = 2,
@@ -80,6 +81,7 @@ class InteractionGNN(EdgeClassifier):
             node_features,
             feature_scales,
             edge_features,
+            encoder_exclude,
             hidden=hidden,
             n_graph_iters=n_graph_iters,
             n_node_layers=n_node_layers,
@@ -99,23 +101,27 @@ class InteractionGNN(EdgeClassifier):
         def enc(n_in, n_layers):
             return make_mlp(n_in, hidden, hidden, n_layers, activation, layer_norm, dropout, activation, True)
 
-        self.node_encoder = enc(self.n_node_features, n_node_layers)
-        self.edge_encoder = enc(2 * hidden + self.edge_feats.n_out, n_edge_layers)
+        self.node_encoder = enc(self.n_encoder_features, n_node_layers)
+        self.edge_encoder = PairMLP(*enc(2 * hidden + self.edge_feats.n_out, n_edge_layers))
         self.recurrent = recurrent
         self.steps = nn.ModuleList(
-            MessagePassingStep(enc(3 * hidden, n_node_layers), enc(3 * hidden, n_edge_layers), self.mean)
+            MessagePassingStep(
+                enc(3 * hidden, n_node_layers), PairMLP(*enc(3 * hidden, n_edge_layers)), self.mean
+            )
             for _ in range(1 if recurrent else n_graph_iters)
         )
-        self.decoder = make_mlp(3 * hidden, hidden, 1, n_edge_layers, activation, layer_norm, dropout)
+        self.decoder = PairMLP(
+            *make_mlp(3 * hidden, hidden, 1, n_edge_layers, activation, layer_norm, dropout)
+        )
 
     def _encode(self, x: torch.Tensor, edge_index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         src, dst = edge_index[0], edge_index[1]
-        h = self.node_encoder(self.normalise(x))
-        e = self.edge_encoder(torch.cat([h[src], h[dst], self.edge_feats(x, edge_index)], dim=1))
+        h = self.node_encoder(self.encoder_input(x))
+        e = self.edge_encoder.pairs(h, src, dst, self.edge_feats(x, edge_index))
         return h, e
 
     def _decode(self, h: torch.Tensor, e: torch.Tensor, src: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
-        return self.decoder(torch.cat([h[src], h[dst], e], dim=1)).squeeze(-1)
+        return self.decoder.pairs(h, src, dst, e).squeeze(-1)
 
     @torch.jit.unused
     def _forward_checkpointed(self, x: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:

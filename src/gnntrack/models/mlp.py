@@ -6,6 +6,7 @@ behaves the same on a whole event, and inference does not depend on what else is
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 ACTIVATIONS = {"relu": nn.ReLU, "silu": nn.SiLU, "gelu": nn.GELU, "tanh": nn.Tanh, "leakyrelu": nn.LeakyReLU}
@@ -50,3 +51,26 @@ def make_mlp(
     if output_activation is not None:
         layers.append(activation(output_activation))
     return nn.Sequential(*layers)
+
+
+class PairMLP(nn.Sequential):
+    """An MLP whose input is ``cat([h[src], h[dst], e])`` for every edge, evaluated without that
+    concatenation.
+
+    The first Linear is split into its source, target and edge column blocks; the two node
+    blocks are applied once per node and gathered, so the (E, 2H + F) input is never built. Same
+    function as ``self(torch.cat(...))`` up to float rounding, with fewer FLOPs (N << E) and,
+    what matters on a CPU, a fraction of the memory traffic. Parameter names are those of the
+    plain ``nn.Sequential`` it replaces, so existing checkpoints load unchanged.
+    """
+
+    def pairs(self, h: torch.Tensor, src: torch.Tensor, dst: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
+        first = self[0]
+        w = first.weight
+        n = h.shape[1]
+        z = nn.functional.linear(h, w[:, :n])[src] + nn.functional.linear(h, w[:, n : 2 * n])[dst]
+        z = z + nn.functional.linear(e, w[:, 2 * n :], first.bias)
+        for i, layer in enumerate(self):
+            if i > 0:
+                z = layer(z)
+        return z

@@ -43,6 +43,8 @@ class FilterConfig:
     node_features: list[str] = field(default_factory=lambda: list(DEFAULT_NODE_FEATURES))
     feature_scales: dict[str, float] = field(default_factory=dict)  # overrides io.features.DEFAULT_SCALES
     edge_features: list[str] = field(default_factory=lambda: list(EDGE_FEATURES))
+    #: node columns the encoder does not see (edge features still use them); see models.base
+    encoder_exclude: list[str] = field(default_factory=list)
     hidden: int = 256
     n_layers: int = 3
     activation: str = "silu"
@@ -63,6 +65,8 @@ class GNNConfig:
     node_features: list[str] = field(default_factory=lambda: list(DEFAULT_NODE_FEATURES))
     feature_scales: dict[str, float] = field(default_factory=dict)
     edge_features: list[str] = field(default_factory=lambda: list(EDGE_FEATURES))
+    #: node columns the encoder does not see (edge features still use them); see models.base
+    encoder_exclude: list[str] = field(default_factory=list)
     hidden: int = 128
     n_graph_iters: int = 8
     n_node_layers: int = 2
@@ -83,14 +87,14 @@ class GNNConfig:
 
 def build_filter(cfg: FilterConfig) -> FilterModel:
     return FilterModel(
-        cfg.node_features, cfg.feature_scales, cfg.edge_features,
+        cfg.node_features, cfg.feature_scales, cfg.edge_features, cfg.encoder_exclude,
         cfg.hidden, cfg.n_layers, cfg.activation, cfg.layer_norm, cfg.dropout,
     )  # fmt: skip
 
 
 def build_gnn(cfg: GNNConfig) -> InteractionGNN:
     return InteractionGNN(
-        cfg.node_features, cfg.feature_scales, cfg.edge_features, cfg.hidden, cfg.n_graph_iters,
+        cfg.node_features, cfg.feature_scales, cfg.edge_features, cfg.encoder_exclude, cfg.hidden, cfg.n_graph_iters,
         cfg.n_node_layers, cfg.n_edge_layers, cfg.recurrent, cfg.aggregation, cfg.activation,
         cfg.layer_norm, cfg.dropout, cfg.checkpointing,
     )  # fmt: skip
