@@ -150,6 +150,19 @@ def test_changed_model_config_trains_from_scratch(tmp_path):
     assert load_model(tmp_path / "m.pt").config["hidden"] == 4
 
 
+def test_changed_training_data_trains_from_scratch(tmp_path):
+    """A rerun on other data of the same size (e.g. graphs rebuilt with a new module map) must not
+    resume the finished run: it would return the old model after zero new epochs."""
+    train, val = _data()
+    cfg = TrainConfig(epochs=2, progress="off")
+    fit(ToyTask(), train, val, cfg, tmp_path / "m.pt", device="cpu")
+    assert fit(ToyTask(), train, val, cfg, tmp_path / "m.pt", device="cpu")["resumed_from_epoch"] == 2
+    other_train, _ = _data(seed=7)
+    summary = fit(ToyTask(), other_train, val, cfg, tmp_path / "m.pt", device="cpu")
+    assert summary["resumed_from_epoch"] is None
+    assert len(summary["history"]) == 2
+
+
 def test_corrupt_checkpoint_names_file(tmp_path):
     train, val = _data()
     last = tmp_path / "m.pt.last"

@@ -11,6 +11,7 @@ of each epoch is a pure function of (seed, epoch).
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import logging
@@ -23,6 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -104,11 +106,42 @@ def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig):
     return None
 
 
-def _fingerprint(task: Task, cfg: TrainConfig, n_train: int, n_val: int) -> str:
-    """What must match for ``<output>.last`` to be resumed: model, data sizes and training settings.
+def _digest(obj, h) -> None:
+    """Feed the arrays held by a training item (tensors, arrays, containers, dataclasses) to ``h``."""
+    if isinstance(obj, torch.Tensor):
+        obj = obj.detach().cpu().contiguous().numpy()
+    if isinstance(obj, np.ndarray):
+        h.update(f"{obj.dtype}{obj.shape}".encode())
+        h.update(np.ascontiguousarray(obj).view(np.uint8).reshape(-1) if obj.size else b"")
+    elif isinstance(obj, (list, tuple)):
+        for v in obj:
+            _digest(v, h)
+    elif isinstance(obj, dict):
+        for k in sorted(obj):
+            h.update(str(k).encode())
+            _digest(obj[k], h)
+    elif hasattr(obj, "__dict__"):
+        _digest(vars(obj), h)
+    else:
+        h.update(repr(obj).encode())
+
+
+def data_digest(items: Sequence[Any]) -> str:
+    """Content hash of a training or validation set (~1 GB/s)."""
+    h = hashlib.blake2b(digest_size=16)
+    for item in items:
+        _digest(item, h)
+    return h.hexdigest()
+
+
+def _fingerprint(task: Task, cfg: TrainConfig, train_items: Sequence[Any], val_items: Sequence[Any]) -> str:
+    """What must match for ``<output>.last`` to be resumed: model, training settings and the data.
 
     The epoch count may grow (continue training longer), except under a cosine schedule whose
-    shape depends on it; logging and early-stopping switches do not matter.
+    shape depends on it; logging and early-stopping switches do not matter. The data enter by
+    content: a workflow rerun because an upstream stage changed (a new module map, say) feeds
+    the same number of graphs with other edges, and must train from scratch, not "resume" the
+    finished run on the old graphs.
     """
     train = to_dict(cfg)
     for key in ("resume", "progress", "tensorboard", "early_stopping_patience", "deterministic"):
@@ -119,7 +152,8 @@ def _fingerprint(task: Task, cfg: TrainConfig, n_train: int, n_val: int) -> str:
         "class": class_path(task.model),
         "model": task.model_config(),
         "train": train,
-        "n": [n_train, n_val],
+        "n": [len(train_items), len(val_items)],
+        "data": [data_digest(train_items), data_digest(val_items)],
     }
     return json.dumps(ident, sort_keys=True, default=str)
 
@@ -191,7 +225,7 @@ def fit(
     scheduler = make_scheduler(optimizer, cfg)
     dtype = amp_dtype(cfg.precision, device)
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
-    fingerprint = _fingerprint(task, cfg, len(train_items), len(val_items))
+    fingerprint = _fingerprint(task, cfg, train_items, val_items)
 
     state = {"epoch": 0, "history": [], "best": None, "best_epoch": None, "bad_epochs": 0, "stopped": False}
     resumed_from = None
@@ -209,7 +243,7 @@ def fit(
             resumed_from = state["epoch"]
             log.info("resuming %s from epoch %d", paths["last"], resumed_from)
         else:
-            log.warning("%s belongs to a different model/config; training from scratch", paths["last"])
+            log.warning("%s belongs to a different model/config/data; training from scratch", paths["last"])
     if resumed_from is None:
         seed_everything(cfg.seed)
         paths["best_state"].unlink(missing_ok=True)  # a previous run's best must not leak in
