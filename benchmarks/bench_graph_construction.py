@@ -3,7 +3,8 @@
 Module map: build the map from the first N training events for each N in ``--n-train`` and
 apply it to held-out events: target-edge efficiency, purity, edges/event, truth-CC bound, the
 fraction of held-out target edges whose module pair is in the map at all ("pair coverage": the
-ceiling no cut tolerance can lift), and build/apply times.
+ceiling no cut tolerance can lift), and build/apply times, for every cut tolerance and
+small-count margin (``--small-count-margin``, see ``ModuleMapConfig``).
 
 Metric learning (``--model``): efficiency, purity and edges/event of the radius graph on the
 held-out events for each r in ``--r-max`` (k_max from ``--k-max`` or the model).
@@ -61,7 +62,7 @@ def _summary(m: dict) -> dict:
     return out
 
 
-def module_map_study(train, test, n_list, tolerances, cut, n_sigma, symmetry, device) -> list[dict]:
+def module_map_study(train, test, n_list, tolerances, margins, cut, n_sigma, symmetry, device) -> list[dict]:
     rows = []
     for n in n_list:
         if n > len(train):
@@ -70,8 +71,8 @@ def module_map_study(train, test, n_list, tolerances, cut, n_sigma, symmetry, de
         data = build_module_map(train[:n], {"symmetry": symmetry})
         t_build = time.perf_counter() - t0
         coverage = pair_coverage(data, test)
-        for tol in tolerances:
-            mm = ModuleMap(data, device, cut=cut, tolerance=tol, n_sigma=n_sigma)
+        for tol, k in ((t, k) for t in tolerances for k in margins):
+            mm = ModuleMap(data, device, cut=cut, tolerance=tol, n_sigma=n_sigma, small_count_margin=k)
             mm.build_edges(test[0].hits)  # warm-up
             graphs, times = [], []
             for ev in test:
@@ -91,6 +92,7 @@ def module_map_study(train, test, n_list, tolerances, cut, n_sigma, symmetry, de
                 "symmetry": symmetry,
                 "cut": cut,
                 "tolerance": tol,
+                "small_count_margin": k,
                 "n_sigma": n_sigma,
                 "pair_coverage": coverage,
                 "build_seconds": t_build,
@@ -99,7 +101,7 @@ def module_map_study(train, test, n_list, tolerances, cut, n_sigma, symmetry, de
             }
             rows.append(row)
             print(
-                f"N={n:4d} sym={symmetry} tol={tol:<5} pairs={data.n_pairs:7d} coverage={coverage:.4f} "
+                f"N={n:4d} sym={symmetry} tol={tol:<5} k={k:<4} pairs={data.n_pairs:7d} coverage={coverage:.4f} "
                 f"eff={row['efficiency']:.4f} pur={row['purity']:.4f} edges/ev={row['edges_per_event']:.0f} "
                 f"truthCC={row['truth_cc_efficiency']:.4f} apply={row['apply_seconds_per_event']:.3f}s",
                 flush=True,
@@ -145,6 +147,7 @@ def main() -> None:
     ap.add_argument("--n-test", type=int, default=None)
     ap.add_argument("--n-train", default="1,3,10,30,100")
     ap.add_argument("--tolerance", default="0.0,0.1,0.3")
+    ap.add_argument("--small-count-margin", default="0,1", help="module-map small-count margins k")
     ap.add_argument("--cut", default="minmax", choices=("minmax", "mean_rms"))
     ap.add_argument("--n-sigma", type=float, default=5.0)
     ap.add_argument("--symmetry", default="phi,none", help="module-map symmetry modes to compare")
@@ -170,11 +173,12 @@ def main() -> None:
         if len(train) not in n_list:
             n_list.append(len(train))
         tols = [float(x) for x in args.tolerance.split(",")]
+        margins = [float(x) for x in args.small_count_margin.split(",")]
         result["module_map"] = [
             row
             for sym in args.symmetry.split(",")
             for row in module_map_study(
-                train, test, sorted(n_list), tols, args.cut, args.n_sigma, sym, args.device
+                train, test, sorted(n_list), tols, margins, args.cut, args.n_sigma, sym, args.device
             )
         ]
         result["train_files"] = args.train

@@ -57,10 +57,45 @@ def test_wider_cuts_never_lose_an_edge(events):
         assert previous <= edges
         previous = edges
     previous = set()
+    for k in (0.0, 0.5, 2.0, 8.0):
+        edges = _edge_set(ModuleMap(data, "cpu", small_count_margin=k).build_edges(held_out.hits))
+        assert previous <= edges
+        previous = edges
+    previous = set()
     for n_sigma in (0.5, 2.0, 5.0):
         edges = _edge_set(ModuleMap(data, "cpu", cut="mean_rms", n_sigma=n_sigma).build_edges(held_out.hits))
         assert previous <= edges
         previous = edges
+
+
+def test_small_count_margin_widens_rare_pairs_by_the_layer_prior(events, tmp_path):
+    data = build_module_map(events[:3])
+    assert data.width_prior.shape == data.min.shape and np.all(data.width_prior >= 0)
+    assert data.cuts["small_count_margin"] == 1.0
+    plain, wide = (
+        ModuleMap(data, "cpu", small_count_margin=0.0),
+        ModuleMap(data, "cpu", small_count_margin=2.0),
+    )
+    extra = (plain.lo - wide.lo).double().numpy()  # per pair and feature, >= 0
+    expect = 2.0 * data.width_prior / (data.count[:, None] + 1.0)
+    np.testing.assert_allclose(extra, expect, rtol=1e-3, atol=1e-3 * np.abs(plain.lo.numpy()).max())
+    assert (data.count == 1).any() and (data.width_prior[data.count == 1] > 0).any()
+    # held out: more target edges with the margin (rarely seen pairs were too narrow)
+    test = events[5:]
+    effs = []
+    for mm in (plain, wide):
+        graphs = [make_graph(mm.build_edges(ev.hits).numpy(), ev) for ev in test]
+        effs.append(graph_metrics(graphs, test, truth_cc=False)["efficiency"])
+    assert effs[1] > effs[0]
+    # round trip keeps the prior; a map file without it (older format) applies no margin
+    path = tmp_path / "mm.h5"
+    data.write(path)
+    back = ModuleMapData.read(path)
+    np.testing.assert_array_equal(back.width_prior, data.width_prior)
+    with h5py.File(path, "r+") as f:
+        del f["doublets/width_prior"]
+    old = ModuleMap.load(path, "cpu")
+    assert torch.equal(old.build_edges(events[6].hits), plain.build_edges(events[6].hits))
 
 
 def test_more_training_events_raise_held_out_efficiency(events):
@@ -118,6 +153,7 @@ def test_malformed_map_files_raise_input_error(tmp_path, events):
         "doublets/max": lambda f: f["doublets/max"].__setitem__(slice(None), -1e9),
         "doublets/rms": lambda f: f.__delitem__("doublets/rms"),
         "doublets/min": lambda f: f["doublets/min"].__setitem__((0, 0), np.nan),
+        "doublets/width_prior": lambda f: f["doublets/width_prior"].__setitem__((0, 1), np.inf),
     }.items():
         bad = tmp_path / f"bad_{name.replace('/', '_')}.h5"
         bad.write_bytes(good.read_bytes())

@@ -45,7 +45,7 @@ from .geometry import (
     orient_outward,
     wrap_phi,
 )
-from .module_symmetry import ModuleCatalogue, symmetrise
+from .module_symmetry import ModuleCatalogue, symmetrise, width_prior
 
 FORMAT = "gnntrack-module-map"
 VERSION = 1
@@ -81,10 +81,13 @@ class ModuleMapConfig:
     cut: CutMode = "minmax"
     tolerance: float = 0.1
     n_sigma: float = 5.0
+    #: ``minmax`` only: a pair seen n times is widened further by this many times its layer pair's
+    #: typical window width / (n + 1) each side (``module_symmetry.width_prior``); 0 disables
+    small_count_margin: float = 1.0
 
     def __post_init__(self) -> None:
-        if self.tolerance < 0 or self.n_sigma < 0:
-            raise ConfigError("module_map: tolerance and n_sigma must be >= 0")
+        if self.tolerance < 0 or self.n_sigma < 0 or self.small_count_margin < 0:
+            raise ConfigError("module_map: tolerance, n_sigma and small_count_margin must be >= 0")
         if self.n_events is not None and self.n_events < 1:
             raise ConfigError("module_map: n_events must be >= 1")
 
@@ -173,8 +176,7 @@ def build_module_map(
         if cfg.n_events is not None and n_used >= cfg.n_events:
             break
         pairs, feats = target_doublets(ev)
-        if cfg.symmetry == "phi":
-            catalogue.add(ev)
+        catalogue.add(ev)
         pending_pairs.append(pairs)
         pending_feats.append(feats)
         pending += len(pairs)
@@ -193,6 +195,7 @@ def build_module_map(
     keep = acc.count >= cfg.min_count
     mean = acc.sum[keep] / np.maximum(acc.count[keep], 1)[:, None]
     var = np.maximum(acc.sumsq[keep] / np.maximum(acc.count[keep], 1)[:, None] - mean**2, 0.0)
+    prior = width_prior(acc.pairs[keep], acc.count[keep], acc.max[keep] - acc.min[keep], catalogue)
     return ModuleMapData(
         modules=acc.pairs[keep].view(np.uint64),
         count=acc.count[keep],
@@ -201,8 +204,14 @@ def build_module_map(
         mean=mean.astype(np.float32),
         rms=np.sqrt(var).astype(np.float32),
         n_events=n_used,
-        cuts={"cut": cfg.cut, "tolerance": cfg.tolerance, "n_sigma": cfg.n_sigma},
+        cuts={
+            "cut": cfg.cut,
+            "tolerance": cfg.tolerance,
+            "n_sigma": cfg.n_sigma,
+            "small_count_margin": cfg.small_count_margin,
+        },
         symmetry=cfg.symmetry,
+        width_prior=prior,
     )
 
 
@@ -221,6 +230,8 @@ class ModuleMapData:
     cuts: dict = field(default_factory=lambda: {"cut": "minmax", "tolerance": 0.1, "n_sigma": 5.0})
     features: tuple[str, ...] = DOUBLET_FEATURES
     symmetry: str = "none"
+    #: (P, F) typical width of the pair's layer-pair windows (None in maps written before it existed)
+    width_prior: np.ndarray | None = None
 
     @property
     def n_pairs(self) -> int:
@@ -240,6 +251,8 @@ class ModuleMapData:
             g.create_dataset("count", data=np.asarray(self.count, np.int64))
             for name in ("min", "max", "mean", "rms"):
                 g.create_dataset(name, data=np.asarray(getattr(self, name), np.float32))
+            if self.width_prior is not None:
+                g.create_dataset("width_prior", data=np.asarray(self.width_prior, np.float32))
 
     @classmethod
     def read(cls, path: str | Path) -> ModuleMapData:
@@ -260,10 +273,16 @@ class ModuleMapData:
                 if key not in f or not isinstance(f[key], h5py.Dataset):
                     raise InputError("missing dataset", file=path, field=key)
                 data[name] = f[key][()]
+            prior = f["doublets/width_prior"][()] if "doublets/width_prior" in f else None
             n_events = int(f.attrs["n_events"])
             symmetry = str(f.attrs.get("symmetry", "none"))
             cuts = {}
-            for k, tp in (("cut", str), ("tolerance", float), ("n_sigma", float)):
+            for k, tp in (
+                ("cut", str),
+                ("tolerance", float),
+                ("n_sigma", float),
+                ("small_count_margin", float),
+            ):
                 if f"cut_{k}" in f.attrs:
                     v = f.attrs[f"cut_{k}"]
                     cuts[k] = v.decode() if isinstance(v, bytes) else tp(v)
@@ -283,6 +302,14 @@ class ModuleMapData:
                 raise InputError("non-finite values", file=path, field=f"doublets/{name}")
         if np.any(data["max"] < data["min"]):
             raise InputError("max < min for some module pair", file=path, field="doublets/max")
+        if prior is not None and (
+            prior.shape != (p, len(DOUBLET_FEATURES)) or not np.all(np.isfinite(prior))
+        ):
+            raise InputError(
+                f"shape {prior.shape} != ({p}, {len(DOUBLET_FEATURES)}) or non-finite values",
+                file=path,
+                field="doublets/width_prior",
+            )
         return cls(
             modules=data["modules"].astype(np.uint64),
             count=data["count"].astype(np.int64),
@@ -293,6 +320,7 @@ class ModuleMapData:
             n_events=n_events,
             cuts=cuts,
             symmetry=symmetry,
+            width_prior=None if prior is None else prior.astype(np.float32),
         )
 
 
@@ -324,16 +352,20 @@ class ModuleMap:
         tolerance: float | None = None,
         n_sigma: float | None = None,
         chunk_size: int = DEFAULT_CHUNK,
+        small_count_margin: float | None = None,
     ):
-        """Cut settings left None come from the map file (its build config)."""
-        stored = {"cut": "minmax", "tolerance": 0.1, "n_sigma": 5.0, **data.cuts}
+        """Cut settings left None come from the map file (its build config); maps without a
+        width prior (written before it existed) get no small-count margin."""
+        stored = {"cut": "minmax", "tolerance": 0.1, "n_sigma": 5.0, "small_count_margin": 0.0, **data.cuts}
         cut = stored["cut"] if cut is None else cut
         tolerance = float(stored["tolerance"] if tolerance is None else tolerance)
         n_sigma = float(stored["n_sigma"] if n_sigma is None else n_sigma)
+        margin_k = float(stored["small_count_margin"] if small_count_margin is None else small_count_margin)
         if cut not in ("minmax", "mean_rms"):
             raise ValueError(f"unknown module map cut {cut!r}; choose minmax or mean_rms")
-        if tolerance < 0 or n_sigma < 0:
-            raise ValueError("tolerance and n_sigma must be >= 0")
+        if tolerance < 0 or n_sigma < 0 or margin_k < 0:
+            raise ValueError("tolerance, n_sigma and small_count_margin must be >= 0")
+        self.small_count_margin = margin_k
         self.data = data
         self.device = _device(device)
         self.cut, self.tolerance, self.n_sigma, self.chunk_size = (
@@ -348,6 +380,9 @@ class ModuleMap:
         mn, mx = torch.from_numpy(data.min).double(), torch.from_numpy(data.max).double()
         if cut == "minmax":
             margin = self.tolerance * (mx - mn)
+            if margin_k > 0 and data.width_prior is not None:
+                n = torch.from_numpy(np.asarray(data.count, np.float64))[:, None]
+                margin = margin + margin_k * torch.from_numpy(data.width_prior).double() / (n + 1.0)
             lo, hi = mn - margin, mx + margin
         else:
             mean, rms = torch.from_numpy(data.mean).double(), torch.from_numpy(data.rms).double()
@@ -369,7 +404,9 @@ class ModuleMap:
     def n_events(self) -> int:
         return self.data.n_events
 
-    def with_cuts(self, cut=None, tolerance=None, n_sigma=None, device=None) -> ModuleMap:
+    def with_cuts(
+        self, cut=None, tolerance=None, n_sigma=None, device=None, small_count_margin=None
+    ) -> ModuleMap:
         """The same map with other cut settings (None keeps the current one)."""
         return ModuleMap(
             self.data,
@@ -378,6 +415,7 @@ class ModuleMap:
             self.tolerance if tolerance is None else tolerance,
             self.n_sigma if n_sigma is None else n_sigma,
             self.chunk_size,
+            self.small_count_margin if small_count_margin is None else small_count_margin,
         )
 
     def to(self, device) -> ModuleMap:
