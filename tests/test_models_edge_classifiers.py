@@ -10,7 +10,7 @@ import torch
 from synthetic import make_event
 
 from gnntrack.io.errors import InputError
-from gnntrack.io.features import DEFAULT_NODE_FEATURES, node_features
+from gnntrack.io.features import DEFAULT_NODE_FEATURES, DEFAULT_SCALES, node_features
 from gnntrack.models import FilterModel, InteractionGNN, load_model, save_model
 from gnntrack.models.edge_features import EDGE_FEATURES, EdgeFeatures
 from gnntrack.models.losses import LossConfig, WeightRule, edge_weights, weighted_bce
@@ -117,9 +117,31 @@ def test_edge_features_physics():
     dphi = feats(xw, torch.tensor([[0], [1]]))[0, 1].item() / 10.0
     assert dphi == pytest.approx(2 * math.pi - 6.2, abs=1e-5)
     with pytest.raises(ValueError, match="unknown edge feature"):
-        EdgeFeatures(names, {}, ["dr", "curvature"])
+        EdgeFeatures(names, {}, ["dr", "kink"])
     with pytest.raises(ValueError, match="need node feature"):
         EdgeFeatures(["eta"], {}, ["dr"])
+
+
+@pytest.mark.parametrize("pt,charge,z_vertex", [(1.0, 1, 30.0), (2.5, -1, -80.0), (10.0, 1, 0.0)])
+def test_z0_and_curvature_of_helix_doublets(pt, charge, z_vertex):
+    """Doublets of a helix from (0, 0, z_vertex): curvature = q 0.3 B / pT, z0 = the vertex z."""
+    b_field, cot_theta = 2.0, 0.7
+    radius_m = pt / (0.3 * b_field)
+    r = np.array([39.0, 99.0, 160.0, 228.0, 291.0])  # mm, pixel barrel layers
+    arc = 2 * radius_m * 1000 * np.arcsin(r / (2 * radius_m * 1000))  # transverse path length, mm
+    hits = {
+        "r": r,
+        "phi": 0.4 + charge * np.arcsin(r / (2 * radius_m * 1000)),
+        "z": z_vertex + arc * cot_theta,
+        "x": r,  # only its length is read
+    }
+    names = ("r", "phi", "z")
+    x = torch.from_numpy(node_features(hits, names))
+    ei = torch.tensor([[0, 1, 2, 3], [1, 2, 3, 4]])
+    f = EdgeFeatures(names, DEFAULT_SCALES, ["z0", "curvature"])(x, ei).numpy()
+    np.testing.assert_allclose(f[:, 1], charge * 0.3 * b_field / pt, rtol=1e-3)
+    # the straight doublet line misses the vertex by the sagitta-induced arc/chord difference only
+    np.testing.assert_allclose(f[:, 0] * 100.0, z_vertex, atol=1.0)  # z0 per 10 cm -> mm
 
 
 def test_loss_weights_simple_and_rules():
