@@ -197,7 +197,8 @@ def test_auc_and_working_point():
         0.5,
     )
     assert wp["efficiency"] == pytest.approx(1 / 3)  # one of three target edges kept
-    assert wp["purity"] == pytest.approx(2 / 3)  # kept: true, true(non-target), fake
+    assert wp["purity"] == pytest.approx(1 / 3)  # kept: target, true non-target, fake
+    assert wp["true_purity"] == pytest.approx(2 / 3)
     assert wp["masked_purity"] == pytest.approx(1 / 2)  # the non-target true edge is ignored
 
 

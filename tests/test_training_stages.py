@@ -78,7 +78,9 @@ def test_filter_trains_applies_and_cuts(shards, tmp_path):
         assert a.n_edges < b.n_edges
         assert np.all(a.scores["filter"] >= 0.2) and np.all(np.isfinite(a.scores["filter"]))
     assert metrics["edges_out"] == sum(a.n_edges for a in after)
-    assert metrics["efficiency"] > 0.9 and metrics["purity"] > np.mean(np.concatenate([b.y for b in before]))
+    assert metrics["efficiency"] > 0.9 and metrics["true_purity"] > np.mean(
+        np.concatenate([b.y for b in before])
+    )
     with h5py.File(out) as f:
         assert f.attrs["stage"] == "filter"
 

@@ -106,8 +106,9 @@ def _wait_for(predicate, timeout: float, what: str, proc: subprocess.Popen) -> N
 def test_interrupted_training_resumes_from_checkpoint(campaign):
     res = campaign / "results" / CAMPAIGN
     gnn = tiny_config()["gnn"]
-    # a longer training from scratch, interrupted (Ctrl-C) after its first epoch's checkpoint
-    extra = {"gnn": {"train": {**gnn.get("train", {}), "epochs": 6}}}
+    # a longer training from scratch, interrupted (Ctrl-C) after its first epoch's checkpoint;
+    # 20 epochs (~0.5 s each) so that a loaded machine cannot finish it before the signal lands
+    extra = {"gnn": {"train": {**gnn.get("train", {}), "epochs": 20}}}
     (campaign / "extra.yaml").write_text(yaml.safe_dump(extra))
     model, last = res / "models/gnn.pt", res / "models/gnn.pt.last"
     last.unlink()  # else the longer run would continue the campaign's 1-epoch training
@@ -140,5 +141,5 @@ def test_interrupted_training_resumes_from_checkpoint(campaign):
     snakemake(campaign, target, "--rerun-incomplete", "--configfile", TINY, "extra.yaml")
     text = log.read_text()
     assert "resuming" in text, text[-3000:]
-    assert "epoch 6:" in text and "epoch 1:" not in text, "the resumed run must not redo the first epoch"
+    assert "epoch 20:" in text and "epoch 1:" not in text, "the resumed run must not redo the first epoch"
     assert model.exists()
