@@ -118,7 +118,14 @@ def test_interrupted_training_resumes_from_checkpoint(campaign):
     cmd = [sys.executable, "-m", "snakemake", target, "--cores", "1", "--configfile", TINY, "extra.yaml"]
     with open(campaign / "interrupted.out", "w") as out:
         proc = subprocess.Popen(
-            cmd, cwd=campaign, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            cmd,
+            cwd=campaign,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            # a shell runs background jobs with SIGINT ignored, and children inherit that: give
+            # snakemake the disposition a terminal's Ctrl-C meets
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
         try:
             _wait_for(
