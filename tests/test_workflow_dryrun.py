@@ -241,3 +241,6 @@ def test_changing_one_stage_reruns_it_and_its_descendants_only(tmp_path):
 
     # an unchanged config still has nothing to do: the params comparison is stable
     assert dry_run(workdir, "config/test_tiny.yaml") == {}
+    # ... also when a default is spelled out (it changes the key order of the section)
+    (workdir / "extra.yaml").write_text(yaml.safe_dump({"module_map": {"small_count_margin": 1.0}}))
+    assert dry_run(workdir, "config/test_tiny.yaml", "extra.yaml") == {}

@@ -48,10 +48,21 @@ def stage_config(section):
     """One stage's config section, every default filled in by the schema (the rule's ``params.cfg``).
 
     Each rule receives only its own section, so Snakemake's params rerun-trigger fires exactly when
-    a value that the stage sees changes. The schema is generated from the stage dataclasses, so a
-    wrong key or type has already failed validation above, with its path.
+    a value that the stage sees changes. Keys are sorted: Snakemake compares params with their
+    order, and the order of a section depends on which keys a config file spells out (the
+    schema appends the defaults), so writing a default explicitly must not rerun a campaign. The
+    schema is generated from the stage dataclasses, so a wrong key or type has already failed
+    validation above, with its path.
     """
-    return config[section]
+    return _sorted_keys(config[section])
+
+
+def _sorted_keys(value):
+    if isinstance(value, dict):
+        return {k: _sorted_keys(value[k]) for k in sorted(value)}
+    if isinstance(value, list):
+        return [_sorted_keys(v) for v in value]
+    return value
 
 
 GRAPH_METHOD = stage_config("graph_construction")["method"]
