@@ -4,7 +4,8 @@ Module map: build the map from the first N training events for each N in ``--n-t
 apply it to held-out events: target-edge efficiency, purity, edges/event, truth-CC bound, the
 fraction of held-out target edges whose module pair is in the map at all ("pair coverage": the
 ceiling no cut tolerance can lift), and build/apply times, for every cut tolerance and
-small-count margin (``--small-count-margin``, see ``ModuleMapConfig``).
+small-count margin (``--small-count-margin``, see ``ModuleMapConfig``) and symmetry mode
+(``--symmetry``: none, phi, phi_z; for phi_z also how many rings found a z mirror).
 
 Metric learning (``--model``): efficiency, purity and edges/event of the radius graph on the
 held-out events for each r in ``--r-max`` (k_max from ``--k-max`` or the model).
@@ -27,6 +28,7 @@ from gnntrack.graph_construction import EmbeddingBuilder, ModuleMap, build_modul
 from gnntrack.graph_construction.geometry import hits_to_tensors, orient_outward
 from gnntrack.graph_construction.metrics import truth_target_edges
 from gnntrack.graph_construction.module_map import target_doublets
+from gnntrack.graph_construction.module_symmetry import ModuleCatalogue, mirror_rings
 from gnntrack.graph_construction.neighbours import radius_graph
 from gnntrack.io.event_store import iter_events
 from gnntrack.io.graph_store import make_graph
@@ -62,6 +64,20 @@ def _summary(m: dict) -> dict:
     return out
 
 
+def mirror_summary(events) -> dict:
+    """How many rings of the events' modules have a z mirror (``symmetry: phi_z``), and why not."""
+    cat = ModuleCatalogue()
+    for ev in events:
+        cat.add(ev)
+    mirror, reason = mirror_rings(cat, return_reasons=True)
+    kinds, counts = np.unique(reason.astype(str), return_counts=True)
+    return {
+        "n_rings": len(mirror),
+        "n_mirrored_rings": int((mirror >= 0).sum()),
+        "mirror_reasons": dict(zip(kinds.tolist(), counts.tolist())),
+    }
+
+
 def module_map_study(train, test, n_list, tolerances, margins, cut, n_sigma, symmetry, device) -> list[dict]:
     rows = []
     for n in n_list:
@@ -70,6 +86,9 @@ def module_map_study(train, test, n_list, tolerances, margins, cut, n_sigma, sym
         t0 = time.perf_counter()
         data = build_module_map(train[:n], {"symmetry": symmetry})
         t_build = time.perf_counter() - t0
+        mirrors = mirror_summary(train[:n]) if symmetry == "phi_z" else {}
+        if mirrors:
+            print(f"N={n:4d} sym={symmetry} rings with a z mirror: {mirrors}", flush=True)
         coverage = pair_coverage(data, test)
         for tol, k in ((t, k) for t in tolerances for k in margins):
             mm = ModuleMap(data, device, cut=cut, tolerance=tol, n_sigma=n_sigma, small_count_margin=k)
@@ -97,6 +116,7 @@ def module_map_study(train, test, n_list, tolerances, margins, cut, n_sigma, sym
                 "pair_coverage": coverage,
                 "build_seconds": t_build,
                 "apply_seconds_per_event": float(np.median(times)),
+                **mirrors,
                 **_summary(graph_metrics(graphs, test)),
             }
             rows.append(row)
@@ -150,7 +170,9 @@ def main() -> None:
     ap.add_argument("--small-count-margin", default="0,1", help="module-map small-count margins k")
     ap.add_argument("--cut", default="minmax", choices=("minmax", "mean_rms"))
     ap.add_argument("--n-sigma", type=float, default=5.0)
-    ap.add_argument("--symmetry", default="phi,none", help="module-map symmetry modes to compare")
+    ap.add_argument(
+        "--symmetry", default="phi,none", help="module-map symmetry modes to compare (none, phi, phi_z)"
+    )
     ap.add_argument("--model", help="embedding model for the metric-learning study")
     ap.add_argument("--r-max", default="0.05,0.1,0.15,0.2,0.3")
     ap.add_argument("--k-max", type=int, default=None)

@@ -17,8 +17,16 @@ from gnntrack.graph_construction import (
     run_build_graphs,
     run_build_module_map,
 )
-from gnntrack.graph_construction.geometry import module_ids_as_int64
+from gnntrack.graph_construction.geometry import DOUBLET_FEATURES, module_ids_as_int64
 from gnntrack.graph_construction.metrics import truth_target_edges
+from gnntrack.graph_construction.module_map import _Accumulator, target_doublets
+from gnntrack.graph_construction.module_symmetry import (
+    Z_ODD_FEATURES,
+    ModuleCatalogue,
+    mirror_rings,
+    ring_geometry,
+    symmetrise,
+)
 from gnntrack.io.errors import InputError
 from gnntrack.io.event_store import write_events
 from gnntrack.io.graph_store import make_graph, read_graphs
@@ -33,7 +41,7 @@ def _edge_set(edges) -> set[tuple[int, int]]:
     return set(map(tuple, np.asarray(edges).T.tolist()))
 
 
-@pytest.mark.parametrize("symmetry", ["none", "phi"])
+@pytest.mark.parametrize("symmetry", ["none", "phi", "phi_z"])
 def test_recovers_all_own_target_edges(events, symmetry):
     data = build_module_map(events[:4], {"symmetry": symmetry})
     assert data.n_events == 4 and data.n_pairs > 0 and data.symmetry == symmetry
@@ -218,3 +226,136 @@ def test_phi_symmetry_generalises_to_rotated_events(events):
     for ev in events[5:7]:
         assert _edge_set(mm_plain.build_edges(ev.hits)) <= _edge_set(mm_sym.build_edges(ev.hits))
     assert n_truth > 0
+
+
+def _training_stats(events, keep=None):
+    """Target-doublet pairs and statistics as ``build_module_map`` accumulates them; ``keep``
+    selects pairs by their (P, 2) int64 module ids."""
+    acc = _Accumulator(len(DOUBLET_FEATURES))
+    for ev in events:
+        pairs, feats = target_doublets(ev)
+        sel = np.ones(len(pairs), bool) if keep is None else keep(pairs)
+        acc.add(pairs[sel], feats[sel])
+    return acc.pairs, {"count": acc.count, "min": acc.min, "max": acc.max, "sum": acc.sum, "sumsq": acc.sumsq}
+
+
+class _Hits:
+    """Just the ``hits`` table of an event, for ``ModuleCatalogue.add``."""
+
+    def __init__(self, hits):
+        self.hits = hits
+
+
+def _eta(module_ids):
+    return np.asarray(module_ids) & 0xFF  # synthetic layout: layer << 24 | phi << 8 | eta (0..13)
+
+
+def test_phi_z_mirrors_pairs_seen_on_one_side_only(events):
+    train = events[:4]
+    # the -z side numbers its rings differently (eta 20..26, increasing with z, instead of
+    # 0..6): the mirror rings must be found from the hit positions, not the indices
+    cat = ModuleCatalogue()
+    for ev in train:
+        h = dict(ev.hits)
+        neg = _eta(module_ids_as_int64(h["module_id"])) < 7
+        h["eta_module"] = np.where(neg, 20 + h["eta_module"], h["eta_module"]).astype(np.int16)
+        cat.add(_Hits(h))
+    mirror = mirror_rings(cat)
+    key = ring_geometry(cat)["key"]  # hardware, barrel_endcap, layer_disk, eta_module
+    ok = mirror >= 0
+    assert ok.sum() > 0.5 * len(mirror)
+    assert np.all(key[mirror[ok], :3] == key[ok, :3])
+    pos = ok & (key[:, 3] < 20)
+    assert np.all(key[mirror[pos], 3] == 20 + 13 - key[pos, 3])  # synthetic: z -> -z is eta -> 13 - eta
+    assert np.all(mirror[mirror[ok]] == np.flatnonzero(ok))  # mutual
+
+    # training doublets on the +z side only
+    pairs, stats = _training_stats(train, keep=lambda p: (_eta(p) >= 7).all(1))
+    p_phi, s_phi = symmetrise(pairs, stats, cat)
+    p_z, s_z = symmetrise(pairs, stats, cat, z_mirror=True)
+    assert (_eta(p_phi) >= 7).all() and (_eta(p_z) < 7).all(1).any()
+    # the +z side is exactly the phi map ...
+    index = {tuple(p): i for i, p in enumerate(p_z.tolist())}
+    at = np.array([index[tuple(p)] for p in p_phi.tolist()])
+    for k in s_phi:
+        np.testing.assert_array_equal(s_z[k][at], s_phi[k])
+    # ... and every pair of it with mirrored rings has its mirror image on the -z side
+    modules, ring, _, _ = cat.table()
+    ring_at = dict(zip(modules.tolist(), ring.tolist()))
+    mirrored = np.bitwise_and(p_phi, ~np.int64(0xFF)) | (13 - _eta(p_phi))
+    has = np.array(
+        [
+            all(m in ring_at and ok[ring_at[m]] for m in (*p, *q))
+            for p, q in zip(p_phi.tolist(), mirrored.tolist())
+        ]
+    )
+    assert has.sum() > 100
+    src = at[has]
+    dst = np.array([index[tuple(m)] for m in mirrored[has].tolist()])
+    odd = np.array([f in Z_ODD_FEATURES for f in DOUBLET_FEATURES])
+    assert odd.sum() == 3 and not odd[DOUBLET_FEATURES.index("dphi")]
+    np.testing.assert_array_equal(s_z["count"][dst], s_z["count"][src])
+    np.testing.assert_array_equal(s_z["min"][dst][:, odd], -s_z["max"][src][:, odd])
+    np.testing.assert_array_equal(s_z["max"][dst][:, odd], -s_z["min"][src][:, odd])
+    np.testing.assert_array_equal(s_z["min"][dst][:, ~odd], s_z["min"][src][:, ~odd])
+    np.testing.assert_array_equal(s_z["max"][dst][:, ~odd], s_z["max"][src][:, ~odd])
+    np.testing.assert_array_equal(s_z["sum"][dst], s_z["sum"][src] * np.where(odd, -1.0, 1.0))
+    np.testing.assert_array_equal(s_z["sumsq"][dst], s_z["sumsq"][src])
+    # the mirrored windows find held-out target edges on the -z side, which phi cannot
+    found = {}
+    for name, (p, s) in {"phi": (p_phi, s_phi), "phi_z": (p_z, s_z)}.items():
+        data = ModuleMapData(
+            modules=p.view(np.uint64), count=s["count"], min=s["min"], max=s["max"],
+            mean=(s["sum"] / s["count"][:, None]).astype(np.float32),
+            rms=np.zeros_like(s["min"]), n_events=len(train), symmetry=name,
+        )  # fmt: skip
+        mm = ModuleMap(data, "cpu", tolerance=0.1)
+        found[name] = n_neg = 0
+        for ev in events[5:8]:
+            z = ev.hits["z"]
+            g = make_graph(mm.build_edges(ev.hits).numpy(), ev)
+            found[name] += int((g.y_target & (z[g.edge_index] < 0).all(0)).sum())
+            code = truth_target_edges(ev)[0]
+            n_neg += int(((z[code // ev.n_hits] < 0) & (z[code % ev.n_hits] < 0)).sum())
+    assert found["phi"] == 0 < n_neg
+    assert found["phi_z"] > 0.3 * n_neg
+
+
+def test_phi_z_without_mirror_rings_equals_phi(events):
+    train = events[:4]
+    cat = ModuleCatalogue()  # no -z hits: no ring has a mirror
+    for ev in train:
+        cat.add(_Hits({k: v[ev.hits["z"] > 0] for k, v in ev.hits.items()}))
+    assert (mirror_rings(cat) < 0).all()
+    pairs, stats = _training_stats(train)
+    p_phi, s_phi = symmetrise(pairs, stats, cat)
+    p_z, s_z = symmetrise(pairs, stats, cat, z_mirror=True)
+    np.testing.assert_array_equal(p_z, p_phi)
+    for k in s_phi:
+        np.testing.assert_array_equal(s_z[k], s_phi[k])
+
+
+def test_phi_z_self_mirror_ring_gets_symmetric_windows(events):
+    train = events[:4]
+    # relabel: the two barrel z-rings next to z = 0 (eta 6, 7) as one ring straddling z = 0
+    cat = ModuleCatalogue()
+    for ev in train:
+        h = dict(ev.hits)
+        h["eta_module"] = np.where(np.isin(h["eta_module"], (6, 7)), 50, h["eta_module"]).astype(np.int16)
+        cat.add(_Hits(h))
+    mirror = mirror_rings(cat)
+    key = ring_geometry(cat)["key"]
+    central = np.flatnonzero(key[:, 3] == 50)
+    assert len(central) >= 4 and np.all(mirror[central] == central)
+    pairs, stats = _training_stats(train, keep=lambda p: np.isin(_eta(p), (6, 7)).all(1))
+    p_phi, s_phi = symmetrise(pairs, stats, cat)
+    p_z, s_z = symmetrise(pairs, stats, cat, z_mirror=True)
+    np.testing.assert_array_equal(p_z, p_phi)  # the class is its own mirror: no new pairs
+    odd = np.array([f in Z_ODD_FEATURES for f in DOUBLET_FEATURES])
+    np.testing.assert_array_equal(s_z["count"], s_phi["count"])
+    np.testing.assert_array_equal(s_z["min"][:, odd], -s_z["max"][:, odd])
+    np.testing.assert_array_equal(
+        s_z["min"], np.minimum(s_phi["min"], np.where(odd, -s_phi["max"], s_phi["min"]))
+    )
+    np.testing.assert_array_equal(s_z["sum"][:, odd], 0.0)
+    np.testing.assert_array_equal(s_z["sum"][:, ~odd], s_phi["sum"][:, ~odd])

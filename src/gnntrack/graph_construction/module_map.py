@@ -13,7 +13,9 @@ file::
 
 With ``symmetry: phi`` (default) the statistics of rotation-equivalent module pairs are merged
 and expanded to every such pair (``module_symmetry``): with hundreds rather than GNN4ITk's ~1e5
-training events, a plain map is limited by the module pairs it has never seen.
+training events, a plain map is limited by the module pairs it has never seen. ``symmetry: phi_z``
+also merges each class with its mirror image under z -> -z (z0, deta and dz/dr change sign).
+The ``symmetry`` attribute records the mode ("none" in files written before it existed).
 
 Applying: candidate edges only between hits on connected modules, kept when every quantity lies
 in its window (``minmax``: [min, max] widened by ``tolerance`` x width; ``mean_rms``: mean +-
@@ -75,8 +77,9 @@ class ModuleMapConfig:
     #: keep only module pairs seen at least this many times
     min_count: int = 1
     #: ``phi``: share statistics between rotation-equivalent module pairs (``module_symmetry``);
+    #: ``phi_z``: also between z-mirrored ones (rings paired geometrically from the training hits);
     #: ``none``: only the module pairs seen in training, as in GNN4ITk's map
-    symmetry: Literal["none", "phi"] = "phi"
+    symmetry: Literal["none", "phi", "phi_z"] = "phi"
     #: ``minmax``: [min - tolerance*width, max + tolerance*width]; ``mean_rms``: mean +- n_sigma*rms
     cut: CutMode = "minmax"
     tolerance: float = 0.1
@@ -186,9 +189,9 @@ def build_module_map(
             pending_pairs, pending_feats, pending = [], [], 0
     if pending_pairs:
         acc.add(np.concatenate(pending_pairs), np.concatenate(pending_feats))
-    if cfg.symmetry == "phi":
+    if cfg.symmetry in ("phi", "phi_z"):
         stats = {"count": acc.count, "min": acc.min, "max": acc.max, "sum": acc.sum, "sumsq": acc.sumsq}
-        acc.pairs, stats = symmetrise(acc.pairs, stats, catalogue)
+        acc.pairs, stats = symmetrise(acc.pairs, stats, catalogue, z_mirror=cfg.symmetry == "phi_z")
         acc.count, acc.min, acc.max, acc.sum, acc.sumsq = (
             stats[k] for k in ("count", "min", "max", "sum", "sumsq")
         )

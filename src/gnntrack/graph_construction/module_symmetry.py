@@ -17,6 +17,14 @@ training hits (per layer in the barrel, where all z-rings share one segmentation
 present in the training hits are enumerated. An underestimated n (a ring whose last modules were
 never hit) only makes the classes of that ring less exact; the training pairs themselves are
 always kept, so the map never loses what a plain map would hold.
+
+z mirror (``symmetry: phi_z``): detector, beam spot and solenoid field are also symmetric under
+z -> -z, which maps a doublet to one with the same dphi and phi slope and negated z0, deta and
+dz/dr. Each class (ring A, ring B, bin) is merged with its mirror image (mirror(A), mirror(B),
+bin) and expanded to the concrete pairs of both, each side with its statistics in its own
+orientation. The mirror ring is found from the training hits, not from index conventions (see
+``mirror_rings``); a ring without a valid mirror is not mirrored, so ``phi_z`` only ever adds to
+what ``phi`` holds.
 """
 
 from __future__ import annotations
@@ -24,27 +32,75 @@ from __future__ import annotations
 import numpy as np
 
 from ..io.event_store import Event
-from .geometry import module_ids_as_int64
+from .geometry import DOUBLET_FEATURES, module_ids_as_int64
 
 RING_COLUMNS = ("hardware", "barrel_endcap", "layer_disk", "eta_module")
 
+#: doublet quantities that change sign under z -> -z (dphi and the phi slope do not)
+Z_ODD_FEATURES = ("z0", "deta", "dz_dr")
+
+#: per-module hit sums kept by ``ModuleCatalogue``: count, r, z, cos phi, sin phi, r^2, z^2, n(z < 0)
+_SUM_COLUMNS = 8
+
+#: a ring's mirror must lie closer to the ring's (r, -z) than this fraction of the ring spacing
+MIRROR_POSITION_TOLERANCE = 0.5
+#: ... and have the same phi phase within this fraction of the module pitch 2 pi / n_phi
+MIRROR_PHASE_TOLERANCE = 0.25
+#: a ring is its own mirror only if at least this fraction of its hits lies on either side of z = 0
+MIN_SELF_MIRROR_SIDE_FRACTION = 0.25
+#: rings whose module centres scatter about their phase (mean resultant length below this: the
+#: phi_module numbering is not the assumed uniform, increasing one) have no usable phase
+MIN_PHASE_COHERENCE = 0.8
+
 
 class ModuleCatalogue:
-    """Modules seen in the training hits with their ring and phi index."""
+    """Modules seen in the training hits with their ring and phi index, and per-module hit sums
+    (count, r, z, cos phi, sin phi, r^2, z^2, hits at z < 0) for the ring positions of the z
+    mirror."""
 
     def __init__(self):
         self._parts: list[np.ndarray] = []
+        self._sum_ids: list[np.ndarray] = []
+        self._sums: list[np.ndarray] = []
 
     def add(self, event: Event) -> None:
         h = event.hits
+        ids = module_ids_as_int64(h["module_id"])
         rows = np.stack(
-            [module_ids_as_int64(h["module_id"])]
-            + [np.asarray(h[c], np.int64) for c in (*RING_COLUMNS, "phi_module")],
+            [ids] + [np.asarray(h[c], np.int64) for c in (*RING_COLUMNS, "phi_module")],
             axis=1,
         )
         self._parts.append(np.unique(rows, axis=0))
         if len(self._parts) > 32:
             self._parts = [np.unique(np.concatenate(self._parts), axis=0)]
+        if len(ids) and all(c in h for c in ("r", "z", "phi")):
+            r, z, phi = (np.asarray(h[c], np.float64) for c in ("r", "z", "phi"))
+            values = np.stack(
+                [np.ones_like(r), r, z, np.cos(phi), np.sin(phi), r * r, z * z, (z < 0).astype(np.float64)],
+                axis=1,
+            )
+            self._add_sums(ids, values)
+
+    def _add_sums(self, ids: np.ndarray, values: np.ndarray) -> None:
+        uid, inv = np.unique(ids, return_inverse=True)
+        inv = inv.reshape(-1)
+        sums = np.stack([np.bincount(inv, weights=v, minlength=len(uid)) for v in values.T], axis=1)
+        self._sum_ids.append(uid)
+        self._sums.append(sums)
+        if len(self._sum_ids) > 32:
+            ids, values = np.concatenate(self._sum_ids), np.concatenate(self._sums)
+            self._sum_ids, self._sums = [], []
+            self._add_sums(ids, values)
+
+    def module_sums(self) -> tuple[np.ndarray, np.ndarray]:
+        """(module ids (K,) sorted, sums (K, 8): hit count, r, z, cos phi, sin phi, r^2, z^2, n(z<0))."""
+        if not self._sum_ids:
+            return np.zeros(0, np.int64), np.zeros((0, _SUM_COLUMNS))
+        if len(self._sum_ids) > 1:
+            ids, values = np.concatenate(self._sum_ids), np.concatenate(self._sums)
+            self._sum_ids, self._sums = [], []
+            self._add_sums(ids, values)
+        return self._sum_ids[0], self._sums[0]
 
     def rows(self) -> np.ndarray:
         """(M, 6) module id, hardware, barrel_endcap, layer_disk, eta_module, phi_module; one row
@@ -73,6 +129,151 @@ class ModuleCatalogue:
         return rows[:, 0], ring, pm, n_phi
 
 
+def z_parity() -> np.ndarray:
+    """(F,) +1 / -1 per ``DOUBLET_FEATURES``: how each quantity transforms under z -> -z."""
+    return np.array([-1.0 if f in Z_ODD_FEATURES else 1.0 for f in DOUBLET_FEATURES])
+
+
+def mirror_stats(stats: dict[str, np.ndarray], flip: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Statistics of the z-mirrored doublets (rows where ``flip``, default all): count and sumsq
+    unchanged, sum negated and [min, max] -> [-max, -min] for the z-odd features."""
+    odd = z_parity() < 0
+    rows = np.ones(len(stats["count"]), bool) if flip is None else np.asarray(flip, bool)
+    sel = rows[:, None] & odd[None, :]
+    out = dict(stats)
+    out["min"] = np.where(sel, -stats["max"], stats["min"])
+    out["max"] = np.where(sel, -stats["min"], stats["max"])
+    out["sum"] = np.where(sel, -stats["sum"], stats["sum"])
+    return out
+
+
+def ring_geometry(catalogue: ModuleCatalogue) -> dict[str, np.ndarray]:
+    """Per ring of ``catalogue.table()``: ring key columns (R, 4) (``RING_COLUMNS``), n_phi, hit
+    count, mean r and z, rms radius of the hits about (r, z) ("spread"), fraction of the hits at
+    z < 0 ("neg_fraction"), phi phase and its coherence.
+
+    The phase is the hit-weighted circular mean of (module centre phi - 2 pi (phi_module + 1/2) /
+    n_phi), i.e. where module 0 starts; coherence is the mean resultant length of that average (~1
+    when the phi_module numbering is uniform and increasing with phi, ~0 when it is not)."""
+    modules, ring, pm, n_phi = catalogue.table()
+    rows = catalogue.rows()
+    n_ring = len(n_phi)
+    keys = np.zeros((n_ring, len(RING_COLUMNS)), np.int64)
+    keys[ring] = rows[:, 1:5]
+    ids, sums = catalogue.module_sums()
+    s = np.zeros((len(modules), _SUM_COLUMNS))
+    if len(ids) and len(modules):
+        pos = np.searchsorted(ids, modules).clip(max=len(ids) - 1)
+        found = ids[pos] == modules
+        s[found] = sums[pos[found]]
+    per_ring = np.stack([np.bincount(ring, weights=v, minlength=n_ring) for v in s.T], axis=1)
+    count = per_ring[:, 0]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r, z = per_ring[:, 1] / count, per_ring[:, 2] / count
+        spread = np.sqrt(np.maximum(per_ring[:, 5] / count - r * r + per_ring[:, 6] / count - z * z, 0.0))
+        offset = 2 * np.pi * (pm + 0.5) / n_phi[ring]
+        co, so = np.cos(offset), np.sin(offset)
+        c = np.bincount(ring, weights=s[:, 3] * co + s[:, 4] * so, minlength=n_ring)
+        sn = np.bincount(ring, weights=s[:, 4] * co - s[:, 3] * so, minlength=n_ring)
+        coherence = np.hypot(c, sn) / count
+        neg_fraction = per_ring[:, 7] / count
+    return {
+        "key": keys,
+        "n_phi": n_phi,
+        "count": count,
+        "r": r,
+        "z": z,
+        "spread": spread,
+        "neg_fraction": neg_fraction,
+        "phase": np.arctan2(sn, c),
+        "coherence": np.nan_to_num(coherence),
+    }
+
+
+def mirror_rings(catalogue: ModuleCatalogue, return_reasons: bool = False):
+    """(R,) index of each ring's z-mirror ring in ``catalogue.table()`` order, -1 where none.
+
+    Found geometrically from the training hits (eta_module numbering differs between ATLAS
+    ntuples and the built-in simulation). The mirror of ring A is the ring B of the same hardware
+    and layer_disk, barrel_endcap -> -barrel_endcap, nearest to A's mirror image (r_A, -z_A), and
+    it is accepted when
+
+    * the match is mutual (A is also the ring nearest to B's mirror image);
+    * the mismatch |(r_A - r_B, z_A + z_B)| is below ``MIRROR_POSITION_TOLERANCE`` x the ring
+      spacing, the distance from A (or B, the smaller) to the nearest other ring of its own
+      layer/disk: the mirror image is then unambiguously closer to B than to any other ring
+      (a layer/disk with a single ring uses the rms radius of its hits about the ring centre
+      instead). The ring centres are means of the training hits, with a statistical error of
+      spread / sqrt(count) each (strip space points scatter well beyond their module in z), so
+      the tolerance widens to 3 sigma of the mismatch where that is larger, up to 1.5 x the base
+      (3/4 of the ring spacing);
+    * both have the same n_phi, a coherent phase (``MIN_PHASE_COHERENCE``) and phases that agree
+      within ``MIRROR_PHASE_TOLERANCE`` x the module pitch, so the relative-placement bins of
+      the two sides describe the same geometry.
+
+    A barrel ring at z ~ 0 can be its own mirror if, besides, at least
+    ``MIN_SELF_MIRROR_SIDE_FRACTION`` of its hits lie on either side of z = 0 (a ring next to z = 0
+    whose true mirror is missing has its hit centre near z = 0 too when only its inner end is
+    illuminated). With ``return_reasons`` also returns an (R,) string array: "ok", "no
+    candidate", "not mutual", "position", "n_phi", "phase".
+    """
+    g = ring_geometry(catalogue)
+    n_ring = len(g["n_phi"])
+    mirror = np.full(n_ring, -1, np.int64)
+    reason = np.full(n_ring, "no candidate", dtype=object)
+    if n_ring == 0:
+        return (mirror, reason) if return_reasons else mirror
+    key = g["key"]
+    valid = g["count"] > 0
+    rz = np.stack([g["r"], g["z"]], axis=1)
+    layer = key[:, [0, 1, 2]]  # hardware, barrel_endcap, layer_disk
+    spacing = np.full(n_ring, np.inf)
+    for lay in np.unique(layer[valid], axis=0):
+        idx = np.flatnonzero(valid & (layer == lay).all(1))
+        if len(idx) > 1:
+            d = np.linalg.norm(rz[idx, None, :] - rz[None, idx, :], axis=2)
+            np.fill_diagonal(d, np.inf)
+            spacing[idx] = d.min(1)
+    base = np.where(np.isfinite(spacing), MIRROR_POSITION_TOLERANCE * spacing, g["spread"])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        var = np.nan_to_num(g["spread"] ** 2 / g["count"])  # variance of the ring centre
+    nearest = np.full(n_ring, -1, np.int64)
+    distance = np.full(n_ring, np.inf)
+    for i in np.flatnonzero(valid):
+        hw, be, ld = layer[i]
+        cand = np.flatnonzero(valid & (layer[:, 0] == hw) & (layer[:, 1] == -be) & (layer[:, 2] == ld))
+        if len(cand) == 0:
+            continue
+        d = np.hypot(rz[cand, 0] - rz[i, 0], rz[cand, 1] + rz[i, 1])
+        nearest[i], distance[i] = cand[np.argmin(d)], d.min()
+    for i in np.flatnonzero(nearest >= 0):
+        j = nearest[i]
+        pitch = 2 * np.pi / g["n_phi"][i]
+        dphase = np.angle(np.exp(1j * (g["phase"][i] - g["phase"][j])))
+        if nearest[j] != i:
+            reason[i] = "not mutual"
+        elif distance[i] > _position_tolerance(min(base[i], base[j]), np.sqrt(var[i] + var[j])) or (
+            i == j and min(g["neg_fraction"][i], 1 - g["neg_fraction"][i]) < MIN_SELF_MIRROR_SIDE_FRACTION
+        ):
+            reason[i] = "position"
+        elif g["n_phi"][i] != g["n_phi"][j]:
+            reason[i] = "n_phi"
+        elif (
+            min(g["coherence"][i], g["coherence"][j]) < MIN_PHASE_COHERENCE
+            or abs(dphase) > MIRROR_PHASE_TOLERANCE * pitch
+        ):
+            reason[i] = "phase"
+        else:
+            mirror[i], reason[i] = j, "ok"
+    return (mirror, reason) if return_reasons else mirror
+
+
+def _position_tolerance(base: float, sigma: float) -> float:
+    """Largest accepted ring/mirror mismatch: ``base``, widened to 3 ``sigma`` (the statistical
+    error of the mismatch) but at most to 1.5 x ``base``."""
+    return max(base, min(3.0 * sigma, 1.5 * base))
+
+
 def _delta_bin(pm_a, n_a, pm_b, n_b) -> np.ndarray:
     """Bin of the relative placement. delta * 2 n_B has fractional parts in steps of 1/n_A, so
     the bin edges are shifted by half a step (1/(2 n_A)): no value sits on an edge, and a pair
@@ -82,8 +283,10 @@ def _delta_bin(pm_a, n_a, pm_b, n_b) -> np.ndarray:
     return np.floor(delta * 2 * n_b + 0.5 / n_a).astype(np.int64)
 
 
-def symmetrise(pairs: np.ndarray, stats: dict[str, np.ndarray], catalogue: ModuleCatalogue):
-    """Expand pair statistics to all rotation-equivalent pairs.
+def symmetrise(
+    pairs: np.ndarray, stats: dict[str, np.ndarray], catalogue: ModuleCatalogue, z_mirror: bool = False
+):
+    """Expand pair statistics to all rotation-equivalent pairs (and z-mirrored ones: ``z_mirror``).
 
     ``pairs`` (P, 2) int64 module ids; ``stats``: count (P,), min/max/sum/sumsq (P, F).
     Returns (pairs', stats') with classes merged and expanded. Pairs whose modules are not in the
@@ -113,6 +316,9 @@ def symmetrise(pairs: np.ndarray, stats: dict[str, np.ndarray], catalogue: Modul
     np.maximum.at(merged["max"], cls, stats["max"][known])
     np.add.at(merged["sum"], cls, stats["sum"][known])
     np.add.at(merged["sumsq"], cls, stats["sumsq"][known])
+    if z_mirror:
+        classes, merged = _merge_z_mirror(classes, merged, mirror_rings(catalogue))
+        c = len(classes)
 
     # expand: for every class and every phi index i of ring A, the j of ring B in the class bin
     ca, cb, cbin = classes[:, 0], classes[:, 1], classes[:, 2]
@@ -156,6 +362,61 @@ def symmetrise(pairs: np.ndarray, stats: dict[str, np.ndarray], catalogue: Modul
         out = {k: np.concatenate([out[k], stats[k][unknown]]) for k in out}
     uniq, first = np.unique(new_pairs, axis=0, return_index=True)
     return uniq, {k: v[first] for k, v in out.items()}
+
+
+def _merge_z_mirror(classes: np.ndarray, merged: dict[str, np.ndarray], mirror: np.ndarray):
+    """Merge every class (A, B, bin) with its z mirror (mirror(A), mirror(B), bin).
+
+    The canonical member of a mirror couple is the lexicographically smaller triple; the other
+    member's statistics are flipped (``mirror_stats``) into its orientation before merging. Returns
+    the classes to expand, each mirrored couple as both members with the statistics in their own
+    orientation; a class that is its own mirror (both rings at z ~ 0) gets the symmetrised
+    statistics (same count, the mean of its statistics and their mirror image). Classes with a
+    ring without mirror are returned unchanged.
+    """
+    ma, mb = mirror[classes[:, 0]], mirror[classes[:, 1]]
+    ok = (ma >= 0) & (mb >= 0)
+    if not ok.any():
+        return classes, merged
+    mclasses = classes.copy()
+    mclasses[ok, 0], mclasses[ok, 1] = ma[ok], mb[ok]
+    # canonical member: lexicographically smaller of the class and its mirror
+    diff = mclasses != classes
+    first = np.argmax(diff, axis=1)
+    rows = np.arange(len(classes))
+    flip = ok & diff.any(1) & (mclasses[rows, first] < classes[rows, first])
+    canon = np.where(flip[:, None], mclasses, classes)
+    oriented = mirror_stats(merged, flip)
+    keys, inv = np.unique(canon, axis=0, return_inverse=True)
+    inv = inv.reshape(-1)
+    k, f = len(keys), merged["min"].shape[1]
+    out = {
+        "count": np.bincount(inv, weights=merged["count"], minlength=k).astype(np.int64),
+        "min": np.full((k, f), np.inf, np.float32),
+        "max": np.full((k, f), -np.inf, np.float32),
+        "sum": np.zeros((k, f)),
+        "sumsq": np.zeros((k, f)),
+    }
+    np.minimum.at(out["min"], inv, oriented["min"])
+    np.maximum.at(out["max"], inv, oriented["max"])
+    np.add.at(out["sum"], inv, oriented["sum"])
+    np.add.at(out["sumsq"], inv, oriented["sumsq"])
+    # per canonical class: mirrorable? its own mirror?
+    k_ok = np.zeros(k, bool)
+    k_ok[inv[ok]] = True
+    k_mirror = keys.copy()
+    k_mirror[k_ok, 0], k_mirror[k_ok, 1] = mirror[keys[k_ok, 0]], mirror[keys[k_ok, 1]]
+    self_mirror = k_ok & (k_mirror == keys).all(1)
+    if self_mirror.any():
+        sym = mirror_stats(out, self_mirror)
+        out["min"] = np.minimum(out["min"], sym["min"])
+        out["max"] = np.maximum(out["max"], sym["max"])
+        out["sum"] = 0.5 * (out["sum"] + sym["sum"])
+    partner = k_ok & ~self_mirror
+    flipped = mirror_stats({name: v[partner] for name, v in out.items()})
+    all_classes = np.concatenate([keys, k_mirror[partner]])
+    all_stats = {name: np.concatenate([out[name], flipped[name]]) for name in out}
+    return all_classes, all_stats
 
 
 #: module columns that name a layer (barrel) or disk (endcap) side, without the z/eta ring
