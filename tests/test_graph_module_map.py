@@ -127,6 +127,56 @@ def test_chunking_and_tensor_input_give_the_same_edges(events):
     assert torch.equal(ModuleMap(data, "cpu").build_edges(tensors), ref)
 
 
+def _dense_reference_edges(mm: ModuleMap, hits) -> set[tuple[int, int]]:
+    """Every hit pair of every mapped module pair, cut on all quantities: what ``build_edges``
+    must return (its φ search may only skip candidates that fail the φ window)."""
+    from gnntrack.graph_construction.geometry import doublet_features, hits_to_tensors
+
+    h = hits_to_tensors(hits, mm.hit_columns)
+    mod = h["module_id"]
+    src, dst, pid = [], [], []
+    for p, (a, b) in enumerate(zip(mm.pair_src.tolist(), mm.pair_dst.tolist())):
+        ia = torch.nonzero(mod == mm.modules[a]).squeeze(1)
+        ib = torch.nonzero(mod == mm.modules[b]).squeeze(1)
+        if len(ia) and len(ib):
+            src.append(ia.repeat_interleave(len(ib)))
+            dst.append(ib.repeat(len(ia)))
+            pid.append(torch.full((len(ia) * len(ib),), p))
+    src, dst, pid = torch.cat(src), torch.cat(dst), torch.cat(pid)
+    q = doublet_features(h, src, dst)
+    ok = ((q >= mm.lo[pid]) & (q <= mm.hi[pid])).all(1)
+    edges = torch.stack([src[ok], dst[ok]])
+    from gnntrack.graph_construction.geometry import orient_outward
+
+    return _edge_set(orient_outward(edges, h))
+
+
+@pytest.mark.parametrize("rotation", [0.0, 3.0])
+def test_phi_search_returns_exactly_the_dense_edge_set(events, rotation):
+    """Including modules across the ±π seam (rotated events) and pairs whose φ window is too
+    wide to search (they take the whole destination module)."""
+    rot = []
+    for ev in events[:5]:
+        hits = dict(ev.hits)
+        hits["phi"] = np.angle(np.exp(1j * (np.asarray(hits["phi"], np.float64) + rotation)))
+        rot.append(hits)
+    data = build_module_map(events[:4], {"symmetry": "none"})
+    i = DOUBLET_FEATURES.index("dphi")
+    data.min[::7, i] -= 2.0  # some windows wider than the search handles
+    seam = False
+    for tol in (0.0, 0.5):
+        mm = ModuleMap(data, "cpu", tolerance=tol, small_count_margin=0.0)
+        for hits in rot:
+            phi = torch.as_tensor(np.asarray(hits["phi"]))
+            mod = torch.as_tensor(module_ids_as_int64(hits["module_id"]))
+            _, inv = torch.unique(mod, return_inverse=True)
+            lo = torch.full((int(inv.max()) + 1,), 9.0, dtype=phi.dtype).scatter_reduce(0, inv, phi, "amin")
+            hi = torch.full_like(lo, -9.0).scatter_reduce(0, inv, phi, "amax")
+            seam |= bool(((hi - lo) > np.pi).any())
+            assert _edge_set(mm.build_edges(hits)) == _dense_reference_edges(mm, hits)
+    assert seam or rotation == 0.0  # the rotated events really put modules across ±π
+
+
 def test_file_round_trip_and_stage(tmp_path, events):
     shard = tmp_path / "train.h5"
     write_events(shard, events[:5])

@@ -60,6 +60,13 @@ _ROUND_ABS = 1e-6
 #: Candidate doublets evaluated at once when applying the map (bounds peak memory).
 DEFAULT_CHUNK = 1 << 22
 
+#: φ search when applying the map: sort-key distance between modules (> 2π + margins), the
+#: widening of every searched window (rad; >> float32 rounding of a φ difference), and the
+#: largest |window bound| or module φ span (rad) searched; wider ones take the whole module.
+_KEY_STRIDE = 16.0
+_PHI_SEARCH_GUARD = 1e-4
+_PHI_SEARCH_MAX = 1.0
+
 
 CutMode = Literal["minmax", "mean_rms"]
 
@@ -426,7 +433,15 @@ class ModuleMap:
         return self if _device(device) == self.device else self.with_cuts(device=device)
 
     def build_edges(self, hits: Mapping[str, torch.Tensor | np.ndarray]) -> torch.Tensor:
-        """(2, E) int64 candidate edges on the map's device, directed outward, unique."""
+        """(2, E) int64 candidate edges on the map's device, directed outward, unique.
+
+        Hits are sorted by module and, within a module, by φ relative to one of its hits. The
+        φ window is the narrowest cut, so for every (module pair, source hit) a binary search
+        gives the contiguous run of destination hits inside it: only those candidates are
+        generated, instead of all n_src x n_dst (at <mu>=200 about a tenth as many). Every
+        quantity, φ included, is then computed and cut exactly as when the map was built, so
+        the search only has to return a superset (it is widened by ``_PHI_SEARCH_GUARD``).
+        """
         dev = self.device
         h = hits_to_tensors(hits, (*GEOMETRY_COLUMNS, "module_id"), dev)
         n = h["r"].shape[0]
@@ -437,9 +452,19 @@ class ModuleMap:
         on_map = self.modules[pos] == h["module_id"]
         m = self.modules.numel()
         hit_mod = torch.where(on_map, pos, torch.full_like(pos, m))  # m = "not on the map"
-        order = torch.argsort(hit_mod, stable=True)
-        n_per_mod = torch.bincount(hit_mod, minlength=m + 1)[:m]
+        n_per_mod = torch.bincount(hit_mod, minlength=m + 1)
         first = torch.cumsum(n_per_mod, 0) - n_per_mod
+        n_per_mod = n_per_mod[:m]
+        # φ of each hit relative to a reference hit of its module (no ±π seam inside a module)
+        by_mod = torch.argsort(hit_mod, stable=True)
+        ref = h["phi"].index_select(0, by_mod).index_select(0, first.clamp(max=n - 1))
+        u = wrap_phi(h["phi"] - ref.index_select(0, hit_mod)).double()
+        order = torch.argsort(hit_mod.double() * _KEY_STRIDE + u)
+        key = (hit_mod.double() * _KEY_STRIDE + u).index_select(0, order)  # sorted
+        phi_sorted = h["phi"].index_select(0, order)
+        span = torch.zeros(m + 1, dtype=torch.float64, device=dev).scatter_reduce(
+            0, hit_mod, u.abs(), "amax", include_self=True
+        )[:m]
         na, nb = n_per_mod[self.pair_src], n_per_mod[self.pair_dst]
         n_cand = na * nb
         active = torch.nonzero(n_cand > 0).squeeze(1)
@@ -447,38 +472,53 @@ class ModuleMap:
             return empty
         n_cand = n_cand[active]
         cum = torch.cumsum(n_cand, 0)
+        i_dphi = DOUBLET_FEATURES.index("dphi")
+        lo_dphi, hi_dphi = self.lo[:, i_dphi].double(), self.hi[:, i_dphi].double()
+        # pairs whose window (or destination module) is too wide for a seam-free search take
+        # every hit of the destination module
+        full = (lo_dphi < -_PHI_SEARCH_MAX) | (hi_dphi > _PHI_SEARCH_MAX)
+        full = full | (span.index_select(0, self.pair_dst) > _PHI_SEARCH_MAX)
         out = []
         start = 0
-        i_dphi = DOUBLET_FEATURES.index("dphi")
-        lo_dphi, hi_dphi = self.lo[:, i_dphi].contiguous(), self.hi[:, i_dphi].contiguous()
-        # hits sorted by module: a candidate is (pair, a-th hit of its source module, b-th hit of
-        # its target module); positions in that order index the sorted φ directly
-        first_a = first.index_select(0, self.pair_src)
-        first_b = first.index_select(0, self.pair_dst)
-        phi_sorted = h["phi"].index_select(0, order)
         while start < active.numel():
+            # chunks bounded by the dense candidate count: the search never returns more
             base = int(cum[start - 1]) if start > 0 else 0
             stop = int(torch.searchsorted(cum, torch.tensor(base + self.chunk_size, device=dev), right=True))
             stop = max(stop, start + 1)
             p = active[start:stop]
-            c = n_cand[start:stop]
-            pid = torch.repeat_interleave(p, c)
-            local = torch.arange(int(c.sum()), device=dev) - torch.repeat_interleave(
-                torch.cumsum(c, 0) - c, c
+            na_p = na.index_select(0, p)
+            # one row per (pair, source hit)
+            pid = torch.repeat_interleave(p, na_p)
+            ia = torch.arange(pid.numel(), device=dev) - torch.repeat_interleave(
+                torch.cumsum(na_p, 0) - na_p, na_p
             )
-            nb_p = nb.index_select(0, pid)
-            a = torch.div(local, nb_p, rounding_mode="floor")
-            ia = first_a.index_select(0, pid) + a
-            ib = first_b.index_select(0, pid) + (local - a * nb_p)
-            # the φ window is the narrowest: cut on it first, then compute every quantity (dphi
-            # again, with the same code, hence the same values) for the few survivors only
-            dphi = wrap_phi(phi_sorted.index_select(0, ib) - phi_sorted.index_select(0, ia))
-            keep = torch.nonzero(
-                (dphi >= lo_dphi.index_select(0, pid)) & (dphi <= hi_dphi.index_select(0, pid))
-            ).squeeze(1)
-            src = order.index_select(0, ia.index_select(0, keep))
-            dst = order.index_select(0, ib.index_select(0, keep))
-            pid = pid.index_select(0, keep)
+            ia = ia + first.index_select(0, self.pair_src.index_select(0, pid))
+            mod_b = self.pair_dst.index_select(0, pid)
+            seg_lo = first.index_select(0, mod_b)
+            seg_hi = seg_lo + n_per_mod.index_select(0, mod_b)
+            # source φ relative to the destination module's reference hit
+            c = wrap_phi(phi_sorted.index_select(0, ia) - ref.index_select(0, mod_b)).double()
+            base_key = mod_b.double() * _KEY_STRIDE
+            q_lo = base_key + (c + lo_dphi.index_select(0, pid) - _PHI_SEARCH_GUARD)
+            q_hi = base_key + (c + hi_dphi.index_select(0, pid) + _PHI_SEARCH_GUARD)
+            b_lo = torch.searchsorted(key, q_lo).clamp_(min=seg_lo, max=seg_hi)
+            b_hi = torch.searchsorted(key, q_hi, right=True).clamp_(min=seg_lo, max=seg_hi)
+            b_lo = torch.minimum(b_lo, b_hi)
+            f = full.index_select(0, pid)
+            b_lo = torch.where(f, seg_lo, b_lo)
+            b_hi = torch.where(f, seg_hi, b_hi)
+            cnt = b_hi - b_lo
+            row = torch.nonzero(cnt > 0).squeeze(1)
+            cnt = cnt.index_select(0, row)
+            r = torch.repeat_interleave(row, cnt)
+            ib = (
+                torch.arange(r.numel(), device=dev)
+                - torch.repeat_interleave(torch.cumsum(cnt, 0) - cnt, cnt)
+                + b_lo.index_select(0, r)
+            )
+            src = order.index_select(0, ia.index_select(0, r))
+            dst = order.index_select(0, ib)
+            pid = pid.index_select(0, r)
             q = doublet_features(h, src, dst)
             ok = ((q >= self.lo.index_select(0, pid)) & (q <= self.hi.index_select(0, pid))).all(1)
             out.append(torch.stack([src[ok], dst[ok]]))
