@@ -28,6 +28,19 @@ def test_event_round_trip_is_exact(tmp_path):
         np.testing.assert_array_equal(a.hit_particle, b.hit_particle)
 
 
+def test_partial_read_returns_only_the_requested_columns(tmp_path):
+    ev = make_event(n_particles=20, seed=3)
+    write_events(tmp_path / "e.h5", [ev], compression="lzf")
+    (part,) = read_events(
+        tmp_path / "e.h5", tables=("hits",), columns={"hits": ["r", "phi", "absent"]}, truth=False
+    )
+    assert sorted(part.hits) == ["phi", "r"]  # an absent name is skipped, not an error
+    np.testing.assert_array_equal(part.hits["r"], ev.hits["r"])
+    assert part.particles == {} and part.truth_edges.shape == (2, 0) and part.hit_particle.shape == (2, 0)
+    (full,) = read_events(tmp_path / "e.h5")
+    np.testing.assert_array_equal(full.truth_edges, ev.truth_edges)
+
+
 def test_label_edges_marks_truth_in_both_directions():
     ev = make_event(seed=3)
     truth = ev.truth_edges

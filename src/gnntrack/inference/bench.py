@@ -135,9 +135,12 @@ def _cpu_runtime_settings(candidate: str) -> dict:
 
 # --------------------------------------------------------------------------- event access
 class EventSource:
-    """The first ``n`` events over the given shards; truth kept in memory for the efficiency row."""
+    """The first ``n`` events over the given shards; truth kept in memory for the efficiency row.
 
-    def __init__(self, files: Sequence[str | Path], n: int):
+    ``columns``: the hit columns to read per event (None: all), as the pipeline reads them."""
+
+    def __init__(self, files: Sequence[str | Path], n: int, columns: Sequence[str] | None = None):
+        self.columns = {"hits": list(columns)} if columns is not None else None
         self.items: list[tuple[Path, str]] = []
         for f in files:
             for key in event_keys(f):
@@ -150,7 +153,7 @@ class EventSource:
 
     def read_hits(self, i: int):
         path, key = self.items[i]
-        return read_event(path, key, tables=("hits",))
+        return read_event(path, key, tables=("hits",), columns=self.columns, truth=False)
 
     def truth(self, i: int):
         path, key = self.items[i]
@@ -342,7 +345,7 @@ def run_bench(
         "filter_model": proto.filter_model,
         "gnn_model": proto.gnn_model,
     }
-    source = EventSource(event_files, cfg.n_events)
+    source = EventSource(event_files, cfg.n_events, ["x", *proto.required_hit_columns()])
     runtime_choice = None
     if dev.type != "cuda" and "precision" in cfg.variants:
         runtime_choice = choose_cpu_runtime(models, base, source, cfg, dev)

@@ -323,7 +323,8 @@ class Pipeline:
 
     def iter_file(self, event_file: str | Path, keys: list[str] | None = None) -> Iterator[EventResult]:
         """Every event of a shard; data loading includes reading the hits from the HDF5 file."""
-        events = iter_events(event_file, keys, tables=("hits",))
+        columns = {"hits": ["x", *self.required_hit_columns()]}
+        events = iter_events(event_file, keys, tables=("hits",), columns=columns, truth=False)
         while True:
             timer = StageTimer(self.device)
             with timer.stage("data_loading"):

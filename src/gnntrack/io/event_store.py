@@ -175,39 +175,56 @@ def event_keys(path: str | Path) -> list[str]:
         return list(f["events"].keys())
 
 
-def _read_event(path, g: h5py.Group, tables=None) -> Event:
+def _read_event(path, g: h5py.Group, tables=None, columns=None, truth: bool = True) -> Event:
     data = {}
     for table in TABLES:
         if tables is not None and table not in tables:
             data[table] = {}
             continue
-        data[table] = {c: g[table][c][()] for c in g[table]}
-    t = g["truth"]
+        wanted = columns.get(table) if columns else None
+        names = [c for c in g[table] if wanted is None or c in wanted]
+        data[table] = {c: g[table][c][()] for c in names}
+    if truth:
+        t = g["truth"]
+        edges, edge_particle, hit_particle = t["edges"][()], t["edge_particle"][()], t["hit_particle"][()]
+    else:
+        edges, hit_particle = np.zeros((2, 0), np.int64), np.zeros((2, 0), np.int64)
+        edge_particle = np.zeros(0, np.int64)
     attrs = {k: v for k, v in g.attrs.items() if k not in ("run_number", "event_number")}
     return Event(
         run_number=int(g.attrs["run_number"]),
         event_number=int(g.attrs["event_number"]),
-        truth_edges=t["edges"][()],
-        truth_edge_particle=t["edge_particle"][()],
-        hit_particle=t["hit_particle"][()],
+        truth_edges=edges,
+        truth_edge_particle=edge_particle,
+        hit_particle=hit_particle,
         attrs=attrs,
         **data,
     )
 
 
-def iter_events(path: str | Path, keys: list[str] | None = None, tables=None) -> Iterator[Event]:
-    """Yield events of a shard in file order (or in ``keys`` order); ``tables`` limits what is read."""
+def iter_events(
+    path: str | Path, keys: list[str] | None = None, tables=None, columns=None, truth: bool = True
+) -> Iterator[Event]:
+    """Yield events of a shard in file order (or in ``keys`` order).
+
+    ``tables`` limits which tables are read, ``columns`` ({table: names}) which columns of them
+    (absent names are skipped, not an error: callers validate what they need), and
+    ``truth=False`` skips the truth links. Inference reads only what its models need: every
+    column is a separately compressed dataset, and decompression dominates reading an event.
+    """
     with _open(path) as f:
         root = f["events"]
         for key in keys if keys is not None else list(root.keys()):
             if key not in root:
                 raise InputError("no such event in file", file=path, event=key)
-            yield _read_event(path, root[key], tables)
+            yield _read_event(path, root[key], tables, columns, truth)
 
 
-def read_events(path: str | Path, keys: list[str] | None = None, tables=None) -> list[Event]:
-    return list(iter_events(path, keys, tables))
+def read_events(
+    path: str | Path, keys: list[str] | None = None, tables=None, columns=None, truth: bool = True
+) -> list[Event]:
+    return list(iter_events(path, keys, tables, columns, truth))
 
 
-def read_event(path: str | Path, key: str, tables=None) -> Event:
-    return next(iter_events(path, [key], tables))
+def read_event(path: str | Path, key: str, tables=None, columns=None, truth: bool = True) -> Event:
+    return next(iter_events(path, [key], tables, columns, truth))
