@@ -83,3 +83,15 @@ def test_bad_arguments():
         radius_graph(pts, 1.0, 5, "kdtree")
     assert radius_graph(torch.zeros(1, 3), 1.0, 5).shape == (2, 0)
     assert resolve_backend("auto", "cpu") in ("faiss", "grid")
+
+
+@pytest.mark.parametrize("k_max", [1, 2, 5])
+def test_exact_ties_at_the_k_max_boundary(k_max):
+    """A lattice: every point has 4 neighbours at distance 1, 4 at sqrt(2), ... so the k_max-th
+    nearest is tied with the points beyond it (faiss' k-NN pass must fall back, not guess)."""
+    g = torch.arange(12, dtype=torch.float32)
+    pts = torch.cartesian_prod(g, g)
+    ref = _reference(pts, 2.5, k_max)
+    for backend in BACKENDS:
+        got = radius_graph(pts, 2.5, k_max, backend)
+        assert set(map(tuple, got.T.tolist())) == ref, backend
