@@ -174,9 +174,8 @@ def _candidates_faiss(points: torch.Tensor, r2: float, chunk_size: int, k_max: i
     the farthest of those lies outside the radius, or clearly beyond the (k_max + 1)-th (so no point left out
     could rank among the k_max nearest, rounding included), they are complete; only the others go
     through a range search. On a trained embedding few points lie within r and the range search
-    is the faster (k-NN: 1.5x slower on 20 k sparse points); on an immature one (training,
-    fresh models) every point can be within r of thousands of others and the range search
-    returns all of them (3.7x slower on 20 k dense points; a validation event of an early
+    is the faster; on an immature one (training, fresh models) every point can be within r of
+    thousands of others and the range search returns all of them (a validation event of an early
     metric-learning model at <mu>=60 took over 10 minutes).
     """
     device = points.device
