@@ -19,8 +19,9 @@ The ``symmetry`` attribute records the mode ("none" in files written before it e
 
 Applying: candidate edges only between hits on connected modules, kept when every quantity lies
 in its window (``minmax``: [min, max] widened by ``tolerance`` x width; ``mean_rms``: mean +-
-``n_sigma`` x rms). It is written as batched tensor ops over chunks of module pairs, so the same
-code runs on CPU and GPU with bounded memory at <mu> = 200.
+``n_sigma`` x rms). Candidates come from a binary search in the φ window (hits sorted by module
+and φ), not from every hit pair of a module pair; it is written as batched tensor ops over
+chunks of module pairs, so the same code runs on CPU and GPU with bounded memory at <mu> = 200.
 """
 
 from __future__ import annotations
