@@ -309,9 +309,7 @@ def profile(args) -> dict:
     if args.runtime:
         cfg["runtime"] = args.runtime
     pipe = _pipeline(inputs, args.method, cfg, dev)
-    source = EventSource(
-        [_test_events(inputs, args.events)], args.n_events, ["x", *pipe.required_hit_columns()]
-    )
+    source = EventSource([_test_events(inputs, args.events)], args.n_events, pipe.required_hit_columns())
     for i in range(min(args.warmup, len(source))):
         _timed_event(pipe, source, i)
     runs = [_timed_event(pipe, source, i)[0] for i in range(len(source))]

@@ -17,7 +17,13 @@ from gnntrack.graph_construction import (
     run_build_graphs,
     run_build_module_map,
 )
-from gnntrack.graph_construction.geometry import DOUBLET_FEATURES, module_ids_as_int64
+from gnntrack.graph_construction.geometry import (
+    DOUBLET_FEATURES,
+    doublet_features,
+    hits_to_tensors,
+    module_ids_as_int64,
+    orient_outward,
+)
 from gnntrack.graph_construction.metrics import truth_target_edges
 from gnntrack.graph_construction.module_map import _Accumulator, target_doublets
 from gnntrack.graph_construction.module_symmetry import (
@@ -130,8 +136,6 @@ def test_chunking_and_tensor_input_give_the_same_edges(events):
 def _dense_reference_edges(mm: ModuleMap, hits) -> set[tuple[int, int]]:
     """Every hit pair of every mapped module pair, cut on all quantities: what ``build_edges``
     must return (its φ search may only skip candidates that fail the φ window)."""
-    from gnntrack.graph_construction.geometry import doublet_features, hits_to_tensors
-
     h = hits_to_tensors(hits, mm.hit_columns)
     mod = h["module_id"]
     src, dst, pid = [], [], []
@@ -146,8 +150,6 @@ def _dense_reference_edges(mm: ModuleMap, hits) -> set[tuple[int, int]]:
     q = doublet_features(h, src, dst)
     ok = ((q >= mm.lo[pid]) & (q <= mm.hi[pid])).all(1)
     edges = torch.stack([src[ok], dst[ok]])
-    from gnntrack.graph_construction.geometry import orient_outward
-
     return _edge_set(orient_outward(edges, h))
 
 

@@ -456,12 +456,16 @@ class ModuleMap:
         n_per_mod = torch.bincount(hit_mod, minlength=m + 1)
         first = torch.cumsum(n_per_mod, 0) - n_per_mod
         n_per_mod = n_per_mod[:m]
-        # φ of each hit relative to a reference hit of its module (no ±π seam inside a module)
-        by_mod = torch.argsort(hit_mod, stable=True)
-        ref = h["phi"].index_select(0, by_mod).index_select(0, first.clamp(max=n - 1))
+        # φ of each hit relative to a reference hit of its module, its lowest-numbered one (no
+        # ±π seam inside a module)
+        ref_hit = torch.full((m + 1,), n - 1, dtype=torch.long, device=dev).scatter_reduce(
+            0, hit_mod, torch.arange(n, device=dev), "amin"
+        )
+        ref = h["phi"].index_select(0, ref_hit)
         u = wrap_phi(h["phi"] - ref.index_select(0, hit_mod)).double()
-        order = torch.argsort(hit_mod.double() * _KEY_STRIDE + u)
-        key = (hit_mod.double() * _KEY_STRIDE + u).index_select(0, order)  # sorted
+        key = hit_mod.double() * _KEY_STRIDE + u
+        order = torch.argsort(key)
+        key = key.index_select(0, order)  # sorted
         phi_sorted = h["phi"].index_select(0, order)
         span = torch.zeros(m + 1, dtype=torch.float64, device=dev).scatter_reduce(
             0, hit_mod, u.abs(), "amax", include_self=True

@@ -304,18 +304,7 @@ def symmetrise(
     classes, cls = np.unique(np.stack([ra, rb, bins], 1), axis=0, return_inverse=True)
     cls = cls.reshape(-1)
     c = len(classes)
-    f = stats["min"].shape[1]
-    merged = {
-        "count": np.bincount(cls, weights=stats["count"][known], minlength=c).astype(np.int64),
-        "min": np.full((c, f), np.inf, np.float32),
-        "max": np.full((c, f), -np.inf, np.float32),
-        "sum": np.zeros((c, f)),
-        "sumsq": np.zeros((c, f)),
-    }
-    np.minimum.at(merged["min"], cls, stats["min"][known])
-    np.maximum.at(merged["max"], cls, stats["max"][known])
-    np.add.at(merged["sum"], cls, stats["sum"][known])
-    np.add.at(merged["sumsq"], cls, stats["sumsq"][known])
+    merged = _group_stats({k: v[known] for k, v in stats.items()}, cls, c)
     if z_mirror:
         classes, merged = _merge_z_mirror(classes, merged, mirror_rings(catalogue))
         c = len(classes)
@@ -364,6 +353,23 @@ def symmetrise(
     return uniq, {k: v[first] for k, v in out.items()}
 
 
+def _group_stats(stats: dict[str, np.ndarray], group: np.ndarray, n_groups: int) -> dict[str, np.ndarray]:
+    """Pair statistics merged per group: counts, sums and sums of squares added, min/max taken."""
+    f = stats["min"].shape[1]
+    out = {
+        "count": np.bincount(group, weights=stats["count"], minlength=n_groups).astype(np.int64),
+        "min": np.full((n_groups, f), np.inf, np.float32),
+        "max": np.full((n_groups, f), -np.inf, np.float32),
+        "sum": np.zeros((n_groups, f)),
+        "sumsq": np.zeros((n_groups, f)),
+    }
+    np.minimum.at(out["min"], group, stats["min"])
+    np.maximum.at(out["max"], group, stats["max"])
+    np.add.at(out["sum"], group, stats["sum"])
+    np.add.at(out["sumsq"], group, stats["sumsq"])
+    return out
+
+
 def _merge_z_mirror(classes: np.ndarray, merged: dict[str, np.ndarray], mirror: np.ndarray):
     """Merge every class (A, B, bin) with its z mirror (mirror(A), mirror(B), bin).
 
@@ -389,18 +395,8 @@ def _merge_z_mirror(classes: np.ndarray, merged: dict[str, np.ndarray], mirror: 
     oriented = mirror_stats(merged, flip)
     keys, inv = np.unique(canon, axis=0, return_inverse=True)
     inv = inv.reshape(-1)
-    k, f = len(keys), merged["min"].shape[1]
-    out = {
-        "count": np.bincount(inv, weights=merged["count"], minlength=k).astype(np.int64),
-        "min": np.full((k, f), np.inf, np.float32),
-        "max": np.full((k, f), -np.inf, np.float32),
-        "sum": np.zeros((k, f)),
-        "sumsq": np.zeros((k, f)),
-    }
-    np.minimum.at(out["min"], inv, oriented["min"])
-    np.maximum.at(out["max"], inv, oriented["max"])
-    np.add.at(out["sum"], inv, oriented["sum"])
-    np.add.at(out["sumsq"], inv, oriented["sumsq"])
+    k = len(keys)
+    out = _group_stats(oriented, inv, k)
     # per canonical class: mirrorable? its own mirror?
     k_ok = np.zeros(k, bool)
     k_ok[inv[ok]] = True

@@ -345,7 +345,7 @@ def run_bench(
         "filter_model": proto.filter_model,
         "gnn_model": proto.gnn_model,
     }
-    source = EventSource(event_files, cfg.n_events, ["x", *proto.required_hit_columns()])
+    source = EventSource(event_files, cfg.n_events, proto.required_hit_columns())
     runtime_choice = None
     if dev.type != "cuda" and "precision" in cfg.variants:
         runtime_choice = choose_cpu_runtime(models, base, source, cfg, dev)

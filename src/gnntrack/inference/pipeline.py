@@ -214,7 +214,9 @@ class Pipeline:
         return EventTensors(key, int(run_number), int(event_number), n_hits, features, hit_t)
 
     def required_hit_columns(self) -> list[str]:
-        cols = list(self._hit_columns)
+        """Hit columns an event must have: ``x`` (sets the hit count), what graph building reads
+        and the models' features; inference reads only these."""
+        cols = ["x", *(c for c in self._hit_columns if c != "x")]
         for m in (self.embedding, self.filter_model, self.gnn_model):
             if m is not None:
                 cols += [c for c in _feature_spec(m)[0] if c not in cols]
@@ -323,7 +325,7 @@ class Pipeline:
 
     def iter_file(self, event_file: str | Path, keys: list[str] | None = None) -> Iterator[EventResult]:
         """Every event of a shard; data loading includes reading the hits from the HDF5 file."""
-        columns = {"hits": ["x", *self.required_hit_columns()]}
+        columns = {"hits": self.required_hit_columns()}
         events = iter_events(event_file, keys, tables=("hits",), columns=columns, truth=False)
         while True:
             timer = StageTimer(self.device)
