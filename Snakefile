@@ -15,7 +15,7 @@ configfile: "config/config.yaml"
 
 
 wildcard_constraints:
-    split="train|val|test",
+    split="train|val|test|map_sample",
     shard=r"\d+",
 
 

@@ -27,17 +27,17 @@ import torch
 from gnntrack.graph_construction import EmbeddingBuilder, ModuleMap, build_module_map, graph_metrics
 from gnntrack.graph_construction.geometry import hits_to_tensors, orient_outward
 from gnntrack.graph_construction.metrics import truth_target_edges
-from gnntrack.graph_construction.module_map import target_doublets
+from gnntrack.graph_construction.module_map import read_map_events, target_doublets
 from gnntrack.graph_construction.module_symmetry import ModuleCatalogue, mirror_rings
 from gnntrack.graph_construction.neighbours import radius_graph
 from gnntrack.io.event_store import iter_events
 from gnntrack.io.graph_store import make_graph
 
 
-def _events(files, limit=None):
+def _events(files, limit=None, reader=None):
     out = []
     for f in files:
-        for ev in iter_events(f, tables=("hits", "particles")):
+        for ev in (reader or (lambda f: iter_events(f, tables=("hits", "particles"))))(f):
             if limit is not None and len(out) >= limit:
                 return out
             out.append(ev)
@@ -190,7 +190,7 @@ def main() -> None:
         "device": args.device,
     }
     if args.train:
-        train = _events(args.train)
+        train = _events(args.train, reader=read_map_events)
         n_list = [int(x) for x in args.n_train.split(",")]
         if len(train) not in n_list:
             n_list.append(len(train))

@@ -75,8 +75,10 @@ def test_lint_is_clean(tmp_path):
 def test_default_campaign_plans_module_map_chain(tmp_path):
     jobs = dry_run(make_workdir(tmp_path))
     cfg = yaml.safe_load((REPO / "config/config.yaml").read_text())
-    n_shards = sum(cfg["shards"].values())
-    assert jobs["simulate"] == jobs["convert"] == jobs["build_graphs"] == n_shards
+    n_shards, n_map_sample = sum(cfg["shards"].values()), cfg["map_sample"]["shards"]
+    assert n_map_sample >= 1, "the default campaign's module map has a particle-gun sample"
+    assert jobs["simulate"] == jobs["build_graphs"] == n_shards
+    assert jobs["simulate_map_sample"] == n_map_sample and jobs["convert"] == n_shards + n_map_sample
     assert jobs["build_module_map"] == jobs["train_gnn"] == jobs["evaluate"] == 1
     assert jobs["infer"] == cfg["shards"]["test"]
     assert "train_metric_learning" not in jobs
@@ -89,13 +91,21 @@ def test_itk_mu200_campaign_uses_metric_learning_and_filter(tmp_path):
     assert n_shards >= 50, "the cluster campaign should have many shards"
     assert jobs["train_metric_learning"] == jobs["train_filter"] == jobs["train_gnn"] == 1
     assert jobs["apply_filter"] == jobs["build_graphs"] == n_shards
-    assert "build_module_map" not in jobs
+    assert "build_module_map" not in jobs and "simulate_map_sample" not in jobs
     assert jobs["bench"] == 1
 
 
 def test_tiny_campaign_plans_every_stage(tmp_path):
     jobs = dry_run(make_workdir(tmp_path), "config/test_tiny.yaml")
-    for rule in ("simulate", "convert", "build_module_map", "build_graphs", "train_filter", "apply_filter"):
+    for rule in (
+        "simulate",
+        "simulate_map_sample",
+        "convert",
+        "build_module_map",
+        "build_graphs",
+        "train_filter",
+        "apply_filter",
+    ):
         assert jobs.get(rule, 0) >= 1, rule
     for rule in ("train_gnn", "score_gnn", "infer", "reassociate", "evaluate", "export"):
         assert jobs.get(rule, 0) >= 1, rule
@@ -182,7 +192,7 @@ def test_real_root_input_replaces_simulation(tmp_path):
     workdir = make_workdir(tmp_path / "run", extra)
     res = snakemake(workdir, "-n", "--configfile", "config/test_tiny.yaml", "extra.yaml")
     jobs = planned_jobs(res)
-    assert "simulate" not in jobs
+    assert "simulate" not in jobs and "simulate_map_sample" not in jobs
     n_shards = sum(yaml.safe_load((REPO / "config/test_tiny.yaml").read_text())["shards"].values())
     assert jobs["convert"] == n_shards
     # 7 files over the shards in contiguous chunks: every file is the input of exactly one convert job
@@ -239,8 +249,20 @@ def test_changing_one_stage_reruns_it_and_its_descendants_only(tmp_path):
     assert "simulate" not in jobs and "convert" not in jobs
     assert jobs["build_module_map"] == 1 and jobs["build_graphs"] == sum(tiny["shards"].values())
 
+    # the map sample shares the detector response with the campaign's events, not their content
+    (workdir / "extra.yaml").write_text(yaml.safe_dump({"simulation": {"mu": 7}}))
+    jobs = dry_run(workdir, "config/test_tiny.yaml", "extra.yaml")
+    assert jobs["simulate"] == sum(tiny["shards"].values()) and "simulate_map_sample" not in jobs
+    (workdir / "extra.yaml").write_text(yaml.safe_dump({"simulation": {"strip_tolerance": 2.0}}))
+    jobs = dry_run(workdir, "config/test_tiny.yaml", "extra.yaml")
+    assert jobs["simulate_map_sample"] == tiny["map_sample"]["shards"]
+    (workdir / "extra.yaml").write_text(yaml.safe_dump({"map_sample": {"gun": {"n_particles": 300}}}))
+    jobs = dry_run(workdir, "config/test_tiny.yaml", "extra.yaml")
+    assert "simulate" not in jobs and jobs["simulate_map_sample"] == tiny["map_sample"]["shards"]
+    assert jobs["build_module_map"] == 1 and "train_metric_learning" not in jobs
+
     # an unchanged config still has nothing to do: the params comparison is stable
     assert dry_run(workdir, "config/test_tiny.yaml") == {}
     # ... also when a default is spelled out (it changes the key order of the section)
-    (workdir / "extra.yaml").write_text(yaml.safe_dump({"module_map": {"small_count_margin": 1.0}}))
+    (workdir / "extra.yaml").write_text(yaml.safe_dump({"module_map": {"n_sigma": 5.0}}))
     assert dry_run(workdir, "config/test_tiny.yaml", "extra.yaml") == {}

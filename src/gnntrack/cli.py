@@ -23,6 +23,7 @@ from gnntrack.io.errors import InputError
 #: generator read this mapping too, so a stage's section has one name everywhere.
 STAGE_CLASSES = {
     "simulation": "gnntrack.simulation:SimulationConfig",
+    "map_sample": "gnntrack.simulation.map_sample:MapSampleConfig",
     "convert": "gnntrack.io.convert:ConvertConfig",
     "module_map": "gnntrack.graph_construction:ModuleMapConfig",
     "metric_learning": "gnntrack.graph_construction:MetricLearningConfig",

@@ -126,6 +126,8 @@ def shard_split(shard):
 
 def convert_inputs(wildcards):
     """Raw files of one shard: a simulated ROOT file or a slice of the real inputs."""
+    if wildcards.split == "map_sample":
+        return [map_sample_raw(wildcards.shard)]
     if shard_split(wildcards.shard) != wildcards.split:
         raise WorkflowError(f"shard {wildcards.shard} belongs to split {shard_split(wildcards.shard)}")
     if INPUT_CHUNKS is None:
@@ -190,6 +192,29 @@ def filtered(split, shard="{shard}"):
 def gnn_input_graphs(split, shard="{shard}"):
     """The graphs the GNN trains and is evaluated on: filtered when the filter runs."""
     return filtered(split, shard) if USE_FILTER else graphs(split, shard)
+
+
+# --------------------------------------------------------------------------- module-map sample
+def map_sample_shards():
+    """Shards of particle-gun events that feed only the module map (built-in simulation only)."""
+    used = config["input"]["source"] == "simulation" and GRAPH_METHOD == "module_map"
+    return [str(i) for i in range(stage_config("map_sample")["shards"])] if used else []
+
+
+def map_sample_raw(shard="{shard}"):
+    return f"data/sim/{CAMPAIGN}/map_sample/{shard}.root"
+
+
+def map_sample_simulation_config():
+    """The map sample's simulation section: the campaign's detector response, gun events."""
+    from gnntrack.simulation.map_sample import map_sample_simulation
+
+    return _sorted_keys(map_sample_simulation(stage_config("simulation"), stage_config("map_sample")))
+
+
+def module_map_events():
+    """Events the module map is built from: the training split, then the map sample."""
+    return split_events("train") + [events("map_sample", s) for s in map_sample_shards()]
 
 
 MODULE_MAP = f"{RESULTS}/module_map/module_map.h5"
@@ -257,6 +282,9 @@ def campaign_info():
         "graph_construction": GRAPH_METHOD,
         "filter": USE_FILTER,
     }
+    if map_sample_shards():
+        ms = stage_config("map_sample")
+        info["map_sample"] = f"{len(map_sample_shards())} x {ms['n_events']} particle-gun events"
     if config["input"]["source"] == "simulation":
         info["mu"] = stage_config("simulation").get("mu")
     return info

@@ -4,7 +4,7 @@
 
 rule build_module_map:
     input:
-        events=split_events("train"),
+        events=module_map_events(),
     output:
         MODULE_MAP,
     params:

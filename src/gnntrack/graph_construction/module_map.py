@@ -48,7 +48,7 @@ from .geometry import (
     orient_outward,
     wrap_phi,
 )
-from .module_symmetry import ModuleCatalogue, symmetrise, width_prior
+from .module_symmetry import RING_COLUMNS, ModuleCatalogue, symmetrise, width_prior
 
 FORMAT = "gnntrack-module-map"
 VERSION = 1
@@ -70,6 +70,17 @@ _PHI_SEARCH_MAX = 1.0
 
 
 CutMode = Literal["minmax", "mean_rms"]
+
+#: what building a map reads of a training event: a map sample holds thousands of events
+MAP_EVENT_COLUMNS = {
+    "hits": [*GEOMETRY_COLUMNS, "module_id", *RING_COLUMNS, "phi_module"],
+    "particles": ["is_target"],
+}
+
+
+def read_map_events(path: str | Path):
+    """The events of one shard, with only the columns ``build_module_map`` uses."""
+    return iter_events(path, tables=tuple(MAP_EVENT_COLUMNS), columns=MAP_EVENT_COLUMNS)
 
 
 @dataclass
@@ -180,7 +191,7 @@ def build_module_map(
             if isinstance(item, Event):
                 yield item
             else:
-                yield from iter_events(item, tables=("hits", "particles"))
+                yield from read_map_events(item)
 
     pending_pairs, pending_feats, pending = [], [], 0
     for ev in _events():

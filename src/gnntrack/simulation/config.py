@@ -6,7 +6,38 @@ from dataclasses import dataclass, field
 
 from gnntrack.config import ConfigError
 
-HARD_PROCESS_NAMES = ("ttbar", "minbias", "none")
+HARD_PROCESS_NAMES = ("ttbar", "minbias", "gun", "none")
+
+#: particles the gun can shoot: |pdg| -> (mass in GeV, charge of the positive-pdg particle)
+GUN_SPECIES = {13: (0.1056584, -1.0), 211: (0.13957039, 1.0), 321: (0.493677, 1.0), 2212: (0.93827209, 1.0)}
+
+
+@dataclass
+class ParticleGunConfig:
+    """The ``gun`` hard process: single charged particles, each from its own beam-spot vertex.
+
+    q/pT is flat (every track curvature between the limits equally often) and so are eta and
+    phi, so that a few hundred events cross every module pair at every bending a target
+    particle can have: the sample a module map needs, at a fraction of a Pythia event's cost.
+    """
+
+    n_particles: int = 1000
+    pdg: int = 211  # |pdg| of GUN_SPECIES; each particle's charge sign is drawn at random
+    pt_min: float = 1000.0  # MeV
+    pt_max: float = 100000.0  # MeV
+    eta_max: float = 4.0
+
+    def __post_init__(self) -> None:
+        checks = [
+            ("n_particles", self.n_particles >= 1, "must be >= 1"),
+            ("pdg", abs(self.pdg) in GUN_SPECIES, f"|pdg| must be one of {sorted(GUN_SPECIES)}"),
+            ("pt_min", self.pt_min > 0, "must be > 0"),
+            ("pt_max", self.pt_max >= self.pt_min, "must be >= pt_min"),
+            ("eta_max", self.eta_max > 0, "must be > 0"),
+        ]
+        for name, ok, why in checks:
+            if not ok:
+                raise ConfigError(f"simulation.gun.{name}: {getattr(self, name)!r} {why}")
 
 
 @dataclass
@@ -17,7 +48,8 @@ class SimulationConfig:
     n_events: int = 10  # events per shard (event number = shard * n_events + i)
     seed: int = 12345  # campaign seed; each event's seed is derived from (seed, event_number)
     run_number: int = 0
-    hard_process: str = "ttbar"  # ttbar | minbias | none
+    hard_process: str = "ttbar"  # ttbar | minbias | gun | none
+    gun: ParticleGunConfig = field(default_factory=ParticleGunConfig)  # used by hard_process gun
     ecm: float = 14000.0  # GeV
     pythia_settings: list[str] = field(default_factory=list)  # extra Pythia strings (both generators)
     detector: str = "config/detector/itk_like.yaml"

@@ -32,6 +32,7 @@ from gnntrack.simulation.generator import (
     PythiaSource,
     concat,
     final_state,
+    gun_particles,
     particle_gun,
     truth_jets,
 )
@@ -89,7 +90,7 @@ def _source(process: str, cfg: SimulationConfig) -> PythiaSource:
 def init_generators(cfg: SimulationConfig | dict) -> None:
     """Initialise the Pythia instances ``cfg`` needs now (otherwise the first event pays it)."""
     cfg = from_dict(SimulationConfig, cfg) if isinstance(cfg, dict) else cfg
-    if cfg.hard_process != "none":
+    if cfg.hard_process in HARD_PROCESSES:
         _source(cfg.hard_process, cfg)
     if cfg.mu > 0:
         _source("minbias", cfg)
@@ -125,6 +126,12 @@ def _append(t: dict, new: dict) -> None:
         t[k] = np.concatenate([t[k], new[k]])
 
 
+def _beam_spot(cfg: SimulationConfig, rng: np.random.Generator, n: int) -> np.ndarray:
+    """(n, 3) interaction vertices (mm)."""
+    xy, z = cfg.beam_spot_sigma_xy, cfg.beam_spot_sigma_z
+    return np.stack([rng.normal(0.0, xy, n), rng.normal(0.0, xy, n), rng.normal(0.0, z, n)], axis=1)
+
+
 def simulate_event(
     cfg: SimulationConfig | dict,
     geometry: Geometry,
@@ -147,7 +154,9 @@ def simulate_event(
 
     # ---------------------------------------------------------------- generation
     parts = []
-    if cfg.hard_process != "none":
+    if cfg.hard_process == "gun":
+        parts.append(gun_particles(cfg.gun, np.random.default_rng(int(s_hard))))
+    elif cfg.hard_process != "none":
         batch = _source(cfg.hard_process, cfg).generate(1, pythia_seed(s_hard))
         if batch is not None and len(batch):
             parts.append(final_state(_source(cfg.hard_process, cfg), batch, 0))
@@ -160,15 +169,12 @@ def simulate_event(
         parts.append(particle_gun(np.zeros(0), np.zeros(0), np.zeros(0)))
     p = concat(parts)
     n_sub = int(p.subevent.max()) + 1 if len(p) else 1
-    vtx = np.stack(
-        [
-            rng.normal(0.0, cfg.beam_spot_sigma_xy, n_sub),
-            rng.normal(0.0, cfg.beam_spot_sigma_xy, n_sub),
-            rng.normal(0.0, cfg.beam_spot_sigma_z, n_sub),
-        ],
-        axis=1,
-    )
-    p.vx, p.vy, p.vz = p.vx + vtx[p.subevent, 0], p.vy + vtx[p.subevent, 1], p.vz + vtx[p.subevent, 2]
+    vtx = _beam_spot(cfg, rng, n_sub)
+    shift = vtx[p.subevent]
+    if cfg.hard_process == "gun":  # every gun particle is an interaction of its own
+        own = p.subevent == 0
+        shift[own] = _beam_spot(cfg, rng, int(own.sum()))
+    p.vx, p.vy, p.vz = p.vx + shift[:, 0], p.vy + shift[:, 1], p.vz + shift[:, 2]
     jets = truth_jets(p, cfg.jet_r, cfg.jet_pt_min / 1000.0)
     if timing is not None:
         _add(timing, "generation", t0, _now())

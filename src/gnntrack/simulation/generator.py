@@ -19,12 +19,12 @@ import awkward as ak
 import numpy as np
 
 from gnntrack.config import ConfigError
+from gnntrack.simulation.config import GUN_SPECIES, ParticleGunConfig
 from gnntrack.simulation.decays import LONG_LIVED
 
 HARD_PROCESSES = {
     "ttbar": ["Top:gg2ttbar = on", "Top:qqbar2ttbar = on"],
     "minbias": ["SoftQCD:inelastic = on"],
-    "none": [],
 }
 
 INVISIBLE = (12, 14, 16)
@@ -214,3 +214,16 @@ def particle_gun(pt, eta, phi, charge=-1.0, pdg=13, mass=0.1056584, vertex=(0.0,
         mother=np.zeros(n, np.int64),
         n_siblings=np.full(n, n, np.int64),
     )
+
+
+def gun_particles(cfg: ParticleGunConfig, rng: np.random.Generator) -> Particles:
+    """One event of the ``gun`` hard process (GeV; vertices at the origin, set by the caller)."""
+    n = cfg.n_particles
+    inv_pt = rng.uniform(1e3 / cfg.pt_max, 1e3 / cfg.pt_min, n)  # 1/GeV
+    sign = rng.choice(np.array([-1.0, 1.0]), n)
+    eta = rng.uniform(-cfg.eta_max, cfg.eta_max, n)
+    phi = rng.uniform(-np.pi, np.pi, n)
+    mass, positive_charge = GUN_SPECIES[abs(cfg.pdg)]
+    p = particle_gun(1.0 / inv_pt, eta, phi, charge=sign * positive_charge, mass=mass)
+    p.pdg = (sign * abs(cfg.pdg)).astype(np.int64)
+    return p
