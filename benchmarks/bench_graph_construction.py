@@ -34,10 +34,14 @@ from gnntrack.io.event_store import iter_events
 from gnntrack.io.graph_store import make_graph
 
 
-def _events(files, limit=None, reader=None):
+def _test_events(path):
+    return iter_events(path, tables=("hits", "particles"))
+
+
+def _events(files, limit=None, reader=_test_events):
     out = []
     for f in files:
-        for ev in (reader or (lambda f: iter_events(f, tables=("hits", "particles"))))(f):
+        for ev in reader(f):
             if limit is not None and len(out) >= limit:
                 return out
             out.append(ev)

@@ -282,9 +282,9 @@ def campaign_info():
         "graph_construction": GRAPH_METHOD,
         "filter": USE_FILTER,
     }
-    if map_sample_shards():
-        ms = stage_config("map_sample")
-        info["map_sample"] = f"{len(map_sample_shards())} x {ms['n_events']} particle-gun events"
+    n_map_shards = len(map_sample_shards())
+    if n_map_shards:
+        info["map_sample"] = f"{n_map_shards} x {stage_config('map_sample')['n_events']} particle-gun events"
     if config["input"]["source"] == "simulation":
         info["mu"] = stage_config("simulation").get("mu")
     return info

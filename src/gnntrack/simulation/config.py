@@ -5,11 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from gnntrack.config import ConfigError
+from gnntrack.simulation.decays import MASS
 
 HARD_PROCESS_NAMES = ("ttbar", "minbias", "gun", "none")
 
 #: particles the gun can shoot: |pdg| -> (mass in GeV, charge of the positive-pdg particle)
-GUN_SPECIES = {13: (0.1056584, -1.0), 211: (0.13957039, 1.0), 321: (0.493677, 1.0), 2212: (0.93827209, 1.0)}
+GUN_SPECIES = {13: (0.1056584, -1.0), **{pdg: (MASS[pdg], 1.0) for pdg in (211, 321, 2212)}}
 
 
 @dataclass

@@ -189,7 +189,9 @@ def truth_jets(
     return pt, eta, phi
 
 
-def particle_gun(pt, eta, phi, charge=-1.0, pdg=13, mass=0.1056584, vertex=(0.0, 0.0, 0.0)) -> Particles:
+def particle_gun(
+    pt, eta, phi, charge=-1.0, pdg=13, mass=GUN_SPECIES[13][0], vertex=(0.0, 0.0, 0.0)
+) -> Particles:
     """Single particles (GeV, rad) from ``vertex`` as one sub-event: tests and detector studies."""
     pt, eta, phi = np.broadcast_arrays(*(np.atleast_1d(np.asarray(a, np.float64)) for a in (pt, eta, phi)))
     n = len(pt)
