@@ -237,6 +237,43 @@ def test_model_file_roundtrip_and_errors(tmp_path):
         load_model(tmp_path / "e.pt")
 
 
+def test_model_file_cannot_choose_code_to_run(tmp_path):
+    """A file naming any callable but a registered model class, or a config the class's
+    constructor does not declare, is refused before anything is called."""
+    marker = tmp_path / "pwned"
+    payload = {
+        "format": "gnntrack-model",
+        "class": "gnntrack.cli:yaml.unsafe_load",
+        "config": {"stream": f'!!python/object/apply:os.system ["touch {marker}"]'},
+        "state_dict": {},
+    }
+    for cls in ("gnntrack.cli:yaml.unsafe_load", "gnntrack.models.registry:save_checkpoint", "builtins:eval"):
+        torch.save({**payload, "class": cls}, tmp_path / "x.pt")
+        with pytest.raises(InputError, match="not a gnntrack model") as err:
+            load_model(tmp_path / "x.pt")
+        assert "x.pt" in str(err.value)
+    assert not marker.exists()
+
+    good = FilterModel(hidden=8, n_layers=1)
+    save_model(good, tmp_path / "f.pt")
+    clean = torch.load(tmp_path / "f.pt", weights_only=True)
+    assert clean["class"] == "FilterModel"
+    cases = {
+        "unknown key": ({"stream": "x"}, "unknown key"),
+        "wrong kind": ({"hidden": "8"}, "not an integer"),
+        "huge size": ({"hidden": 10**9}, "outside"),
+        "nan": ({"dropout": float("nan")}, "finite"),
+        "bad scales": ({"feature_scales": {"r": "x"}}, "mapping of names"),
+    }
+    for what, (change, message) in cases.items():
+        torch.save({**clean, "config": {**clean["config"], **change}}, tmp_path / "c.pt")
+        with pytest.raises(InputError, match=message):
+            load_model(tmp_path / "c.pt")
+    # files written before the closed table named the class by its module path
+    torch.save({**clean, "class": "gnntrack.models.filter:FilterModel"}, tmp_path / "old.pt")
+    assert isinstance(load_model(tmp_path / "old.pt"), FilterModel)
+
+
 def test_input_standardisation_is_fitted_and_saved(tmp_path):
     model = FilterModel(hidden=8, n_layers=1)
     g = torch.Generator().manual_seed(0)

@@ -2,18 +2,23 @@
 
 A model file is a dict saved with ``torch.save`` (tensors and plain values only)::
 
-    format="gnntrack-model", version, class="<module>:<qualname>", config (constructor kwargs),
+    format="gnntrack-model", version, class="<registered name>", config (constructor kwargs),
     state_dict, node_features, feature_scales, metrics (optional), extra keys of the trainer
 
-Only classes inside the ``gnntrack`` package are rebuilt, so opening a model file never imports
-arbitrary code. Every model carries ``.node_features`` (names for
+Opening a model file never runs code the file chooses: ``torch.load(weights_only=True)`` reads
+only tensors and plain values, the class comes from a closed table of model classes
+(``MODEL_CLASSES``, name -> class; nothing is imported or looked up by attribute), and the
+config is checked key by key against that class's constructor (known names, plain values of
+the declared kind, sizes in range) before the class is called. Every model carries ``.node_features`` (names for
 ``gnntrack.io.features.node_features``) and ``.feature_scales`` so the stage that applies it
 builds exactly the input the model was trained on.
 """
 
 from __future__ import annotations
 
-import importlib
+import inspect
+import math
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import torch
@@ -50,9 +55,92 @@ def load_checkpoint(path: str | Path, what: str = "checkpoint") -> dict:
     return payload
 
 
+def _model_classes() -> dict[str, type[nn.Module]]:
+    from .embedding import EmbeddingMLP
+    from .filter import FilterModel
+    from .interaction_gnn import InteractionGNN
+
+    return {cls.__name__: cls for cls in (FilterModel, InteractionGNN, EmbeddingMLP)}
+
+
+#: every class a model file may name; a file naming anything else is refused
+MODEL_CLASSES: dict[str, type[nn.Module]] = _model_classes()
+# files written before the closed table stored "<module>:<qualname>" of the same classes
+_LEGACY_NAMES = {f"{cls.__module__}:{cls.__qualname__}": name for name, cls in MODEL_CLASSES.items()}
+MAX_SIZE = 1 << 16  # largest integer hyper-parameter (width, layers, iterations) a file may ask for
+
+
 def class_path(model: nn.Module) -> str:
-    cls = type(model)
-    return f"{cls.__module__}:{cls.__qualname__}"
+    """The registered name of ``model``'s class (what its model file stores)."""
+    name = type(model).__name__
+    if MODEL_CLASSES.get(name) is not type(model):
+        raise ValueError(f"{type(model).__qualname__} is not a registered model class")
+    return name
+
+
+def _resolve_class(name, path) -> tuple[str, type[nn.Module]]:
+    key = _LEGACY_NAMES.get(name, name) if isinstance(name, str) else None
+    if key not in MODEL_CLASSES:
+        raise InputError(
+            f"model class {name!r} is not a gnntrack model (known: {sorted(MODEL_CLASSES)})",
+            file=path,
+            field="class",
+        )
+    return key, MODEL_CLASSES[key]
+
+
+def _plain_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _check_value(name: str, key: str, value, default, path) -> None:
+    """``value`` must be a plain value of the kind the constructor's default has."""
+
+    def bad(what: str):
+        raise InputError(f"config of {name}: {key}={value!r} {what}", file=path, field=f"config.{key}")
+
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            bad("is not a boolean")
+    elif isinstance(default, int):
+        if isinstance(value, bool) or not isinstance(value, int):
+            bad("is not an integer")
+        if not 0 <= value <= MAX_SIZE:
+            bad(f"is outside [0, {MAX_SIZE}]")
+    elif isinstance(default, float):
+        if not _plain_number(value):
+            bad("is not a finite number")
+    elif isinstance(default, str):
+        if not isinstance(value, str):
+            bad("is not a string")
+    elif isinstance(default, Sequence):
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+            bad("is not a list of names")
+    elif default is None or isinstance(default, Mapping):  # feature_scales: name -> scale
+        if value is not None and (
+            not isinstance(value, Mapping)
+            or not all(isinstance(k, str) and _plain_number(v) for k, v in value.items())
+        ):
+            bad("is not a mapping of names to numbers")
+    else:  # a constructor argument of a kind a model file cannot carry
+        bad("cannot be set from a model file")
+
+
+def check_config(name: str, cls: type[nn.Module], config, path=None) -> dict:
+    """``config`` as constructor kwargs of ``cls``: known keys only, each a plain value of its kind."""
+    if not isinstance(config, Mapping):
+        raise InputError(f"config of {name} is not a mapping", file=path, field="config")
+    params = {
+        p.name: p.default
+        for p in inspect.signature(cls.__init__).parameters.values()
+        if p.name != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+    }
+    unknown = sorted(str(k) for k in config if k not in params)
+    if unknown:
+        raise InputError(f"config of {name} has unknown key(s) {unknown}", file=path, field="config")
+    for key, value in config.items():
+        _check_value(name, key, value, params[key], path)
+    return dict(config)
 
 
 def model_payload(model: nn.Module, config: dict | None = None, **extra) -> dict:
@@ -81,22 +169,17 @@ def save_model(model: nn.Module, path: str | Path, config: dict | None = None, *
 
 def build_model(payload: dict, path: str | Path | None = None) -> nn.Module:
     """Instantiate the class named in ``payload`` with its config and load the weights."""
-    name = payload.get("class", "")
-    module_name, _, qualname = name.partition(":")
-    if not module_name.startswith("gnntrack.") or not qualname:
-        raise InputError(f"model class {name!r} is not a gnntrack model", file=path, field="class")
+    name, cls = _resolve_class(payload.get("class"), path)
+    config = check_config(name, cls, payload.get("config", {}), path)
+    state = payload.get("state_dict")
+    if not isinstance(state, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
+    ):
+        raise InputError(f"weights of {name} are not a mapping of tensors", file=path, field="state_dict")
     try:
-        obj = importlib.import_module(module_name)
-        for part in qualname.split("."):
-            obj = getattr(obj, part)
-    except (ImportError, AttributeError) as exc:
-        raise InputError(
-            f"model class {name!r} cannot be imported ({exc})", file=path, field="class"
-        ) from None
-    try:
-        model = obj(**payload.get("config", {}))
-        result = model.load_state_dict(payload["state_dict"], strict=False)
-    except (TypeError, RuntimeError, KeyError) as exc:
+        model = cls(**config)
+        result = model.load_state_dict(state, strict=False)
+    except (TypeError, ValueError, RuntimeError, KeyError) as exc:
         raise InputError(f"weights/config do not fit {name} ({exc})", file=path, field="state_dict") from None
     # files written before input standardisation existed lack only its buffers (identity default)
     missing = [k for k in result.missing_keys if k not in OPTIONAL_BUFFERS]
@@ -106,10 +189,13 @@ def build_model(payload: dict, path: str | Path | None = None) -> nn.Module:
             file=path,
             field="state_dict",
         )
-    if payload.get("node_features"):
-        model.node_features = tuple(payload["node_features"])
-    if payload.get("feature_scales"):
-        model.feature_scales = dict(payload["feature_scales"])
+    features, scales = payload.get("node_features"), payload.get("feature_scales")
+    if features:
+        _check_value(name, "node_features", features, (), path)
+        model.node_features = tuple(features)
+    if scales:
+        _check_value(name, "feature_scales", scales, None, path)
+        model.feature_scales = dict(scales)
     return model
 
 
