@@ -24,7 +24,14 @@ def _models(tmp_path):
     paths = {
         "filter": (FilterModel(hidden=32, n_layers=2), tmp_path / "filter.pt"),
         "gnn": (
-            InteractionGNN(hidden=16, n_graph_iters=3, recurrent=False, aggregation="mean"),
+            InteractionGNN(
+                hidden=16,
+                n_graph_iters=3,
+                recurrent=False,
+                aggregation="mean",
+                concat_inputs=True,
+                decoder="edge",
+            ),
             tmp_path / "gnn.pt",
         ),
     }

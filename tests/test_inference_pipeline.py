@@ -17,7 +17,7 @@ from gnntrack.io.event_store import read_events, write_events
 from gnntrack.io.features import node_features
 from gnntrack.io.graph_store import read_graphs
 from gnntrack.io.track_store import read_tracks
-from gnntrack.models import FilterModel, InteractionGNN, save_model
+from gnntrack.models import FilterModel, InteractionGNN, load_model, save_model
 from gnntrack.models.embedding import EmbeddingMLP
 from gnntrack.track_building import build_tracks
 from gnntrack.training import run_apply_filter, run_score_graphs
@@ -237,3 +237,20 @@ def test_filter_off_and_config_validation(setup):
         from_dict(InferenceConfig, {"runtime": "onnx", "amp": "bf16"})
     with pytest.raises(ValueError, match="exactly one"):
         Pipeline(gnn_model=InteractionGNN(hidden=8, n_graph_iters=1), device="cpu")
+
+
+def test_pipeline_builds_tracks_at_the_models_stored_cut(setup, tmp_path):
+    """An unset track-building cut is the GNN's stored working point; a configured one wins."""
+    model = load_model(setup / "gnn.pt")
+    save_model(model, tmp_path / "gnn_wp.pt", working_point={"score_cut": 0.37, "criterion": "two_way"})
+    kw = {"module_map": setup / "map.h5", "filter_model": setup / "filter.pt", "device": "cpu"}
+    pipe = Pipeline.from_files({}, gnn_model=tmp_path / "gnn_wp.pt", **kw)
+    assert pipe.cfg.track_building.score_cut == 0.37
+    over = Pipeline.from_files({"track_building": {"score_cut": 0.6}}, gnn_model=tmp_path / "gnn_wp.pt", **kw)
+    assert over.cfg.track_building.score_cut == 0.6
+    assert Pipeline.from_files({}, gnn_model=setup / "gnn.pt", **kw).cfg.track_building.score_cut == 0.5
+    event = read_events(setup / "events.h5")[0]
+    res = pipe.run_event(event)
+    ei, scores = res.edge_index.cpu().numpy(), res.scores.cpu().numpy()
+    expected = build_tracks(ei, scores, event.n_hits, {"score_cut": 0.37})
+    assert sorted(map(tuple, res.tracks.numpy().to_lists())) == sorted(map(tuple, expected.to_lists()))

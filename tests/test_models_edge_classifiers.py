@@ -26,6 +26,11 @@ MODELS = [
     lambda: InteractionGNN(
         hidden=16, n_graph_iters=3, recurrent=False, aggregation="mean", checkpointing=True
     ),
+    # acorn-style steps: unshared, initial encodings concatenated, no residual, edge-latent decoder
+    lambda: InteractionGNN(
+        hidden=16, n_graph_iters=3, recurrent=False, concat_inputs=True, residual=False, decoder="edge"
+    ),
+    lambda: InteractionGNN(hidden=16, n_graph_iters=2, concat_inputs=True, edge_first=True),
 ]
 
 
@@ -265,7 +270,7 @@ def test_model_file_cannot_choose_code_to_run(tmp_path):
         "nan": ({"dropout": float("nan")}, "finite"),
         "bad scales": ({"feature_scales": {"r": "x"}}, "mapping of names"),
     }
-    for what, (change, message) in cases.items():
+    for change, message in cases.values():
         torch.save({**clean, "config": {**clean["config"], **change}}, tmp_path / "c.pt")
         with pytest.raises(InputError, match=message):
             load_model(tmp_path / "c.pt")
@@ -301,13 +306,20 @@ def test_model_file_with_wrong_weights_is_input_error(tmp_path):
     assert torch.equal(load_model(tmp_path / "old.pt").x_std, torch.ones(F))
 
 
-@pytest.mark.parametrize("recurrent", [True, False])
-def test_gradient_checkpointing_gives_identical_gradients(recurrent):
+@pytest.mark.parametrize(
+    "variant",
+    [
+        {"recurrent": True},
+        {"recurrent": False},
+        {"recurrent": False, "concat_inputs": True, "edge_first": True},
+    ],
+)
+def test_gradient_checkpointing_gives_identical_gradients(variant):
     x, ei = torch.randn(60, F), torch.randint(0, 60, (2, 200))
     grads = []
     for ckpt in (False, True):
         torch.manual_seed(1)
-        model = InteractionGNN(hidden=16, n_graph_iters=3, recurrent=recurrent, checkpointing=ckpt)
+        model = InteractionGNN(hidden=16, n_graph_iters=3, checkpointing=ckpt, **variant)
         model(x, ei).square().mean().backward()
         grads.append([p.grad for p in model.parameters()])
     for a, b in zip(*grads):

@@ -10,6 +10,7 @@ from torch import nn
 
 from gnntrack.io.errors import InputError
 from gnntrack.models import load_model
+from gnntrack.models.registry import register_model
 from gnntrack.training import TrainConfig, fit, seed_everything
 
 # tiny models: one thread avoids oversubscribing the shared CI/laptop cores
@@ -17,7 +18,7 @@ torch.set_num_threads(1)
 
 
 class ToyModel(nn.Module):
-    """A tiny importable model so the registry can rebuild it (class lives in this test module)."""
+    """A tiny model, registered so that load_model can rebuild it."""
 
     def __init__(self, n_in: int = 3, hidden: int = 8):
         super().__init__()
@@ -67,17 +68,7 @@ def _data(n_items=12, seed=1):
     return items[: n_items * 3 // 4], items[n_items * 3 // 4 :]
 
 
-def _registry_can_import_tests():
-    # The registry only rebuilds gnntrack classes; register the toy model under that namespace.
-    import sys
-    import types
-
-    mod = sys.modules.setdefault("gnntrack._test_toy", types.ModuleType("gnntrack._test_toy"))
-    mod.ToyModel = ToyModel
-    ToyModel.__module__ = "gnntrack._test_toy"
-
-
-_registry_can_import_tests()
+register_model(ToyModel)  # load_model rebuilds only registered classes
 
 
 def test_fit_learns_and_writes_outputs(tmp_path):

@@ -140,10 +140,7 @@ def cmd_apply_filter(args):
 def cmd_score_gnn(args):
     from gnntrack.training import run_score_graphs
 
-    cfg = _cfg(args, "gnn")
-    run_score_graphs(
-        args.events, args.graphs, args.model, args.output, "gnn", device=args.device, score_cut=cfg.score_cut
-    )
+    run_score_graphs(args.events, args.graphs, args.model, args.output, "gnn", device=args.device)
 
 
 def cmd_infer(args):

@@ -7,6 +7,7 @@ rule evaluate:
         events=split_events("test"),
         tracks=expand(f"{RESULTS}/tracks/{{shard}}.h5", shard=SHARDS["test"]),
         **evaluation_graphs(),
+        gnn_model=MODELS["gnn"],
     output:
         summary=report(
             f"{RESULTS}/eval/summary.json",

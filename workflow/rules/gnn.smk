@@ -32,8 +32,6 @@ rule score_gnn:
         model=MODELS["gnn"],
     output:
         f"{RESULTS}/scored/test/{{shard}}.h5",
-    params:
-        score_cut=stage_config("gnn")["score_cut"],
     log:
         f"{LOGS}/score_gnn/{{shard}}.log",
     benchmark:

@@ -17,4 +17,5 @@ run_evaluate(
     outdir,
     smk.params.cfg,
     campaign=smk.params.campaign,
+    gnn_model=smk.input.gnn_model,
 )

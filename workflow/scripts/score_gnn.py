@@ -14,6 +14,5 @@ metrics = run_score_graphs(
     smk.output[0],
     "gnn",
     device=device(smk),
-    score_cut=smk.params.score_cut,
 )
-log.info("GNN edge metrics at score cut %s: %s", smk.params.score_cut, metrics)
+log.info("GNN edge metrics at the model's working point: %s", metrics)

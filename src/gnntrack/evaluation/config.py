@@ -25,7 +25,8 @@ class EvaluationConfig:
     matching_fraction: f above.
     min_track_length: candidates with fewer spacepoints are ignored everywhere.
     score_cuts: stage name -> edge score cut applied to ``scores/<stage>`` (or the tracks file's
-        scores for stage ``inference``) before edge-level metrics; stages not listed use all edges.
+        scores for stage ``inference``) before edge-level metrics; ``gnn`` and ``inference``
+        default to the GNN model's stored working point; other stages not listed use all edges.
     eta_bins / pt_bins (GeV, log-spaced when log_pt) / jet_dr_bins / jet_pt_bins (GeV): plot bins.
     jet_dr_max: efficiency vs jet pT uses only particles within this Delta R of their nearest jet.
     rz_bins: (n_r, n_z) bins of the 2-D edge efficiency/purity maps.
@@ -36,7 +37,7 @@ class EvaluationConfig:
     matching_style: Literal["ATLAS", "one_way", "two_way"] = "ATLAS"
     matching_fraction: float = 0.5
     min_track_length: int = 3
-    score_cuts: dict[str, float] = field(default_factory=lambda: {"gnn": 0.5, "inference": 0.5})
+    score_cuts: dict[str, float] = field(default_factory=dict)
     eta_bins: list[float] = field(default_factory=lambda: [-4.0 + 0.4 * i for i in range(21)])
     pt_bins: list[float] = field(
         default_factory=lambda: [1.0, 1.5, 2.0, 3.0, 5.0, 7.0, 10.0, 20.0, 50.0, 100.0]

@@ -8,6 +8,7 @@ per-event ratios) and their Clopper-Pearson intervals are exact.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections.abc import Sequence
@@ -22,7 +23,9 @@ from ..io.errors import InputError
 from ..io.event_store import Event, event_keys, read_event
 from ..io.graph_store import label_edges, read_graphs
 from ..io.track_store import iter_tracks
+from ..models.registry import read_model_info
 from ..track_building import TrackBuildingConfig, build_tracks
+from ..track_building.build import DEFAULT_SCORE_CUT
 from .config import MATCHING_STYLES, EvaluationConfig
 from .edges import EdgeCounts, select_scored
 from .matching import Rates, apply_style, event_rates, filter_tracks, match_pairs
@@ -153,13 +156,20 @@ def run_evaluate(
     outdir: str | Path,
     cfg: EvaluationConfig | dict | None = None,
     campaign: dict | None = None,
+    gnn_model: str | Path | None = None,
 ) -> dict:
     """Evaluate a campaign's tracks; write ``summary.json``, ``report.md`` and ``plots/``.
 
     ``graph_files`` maps a stage name (e.g. module_map, filter, gnn) to that stage's graph shards;
-    stage order is kept in the tables. Returns the summary dict.
+    stage order is kept in the tables. The score cuts of the ``gnn`` and ``inference`` stages
+    that ``cfg.score_cuts`` leaves unset are the working point stored in ``gnn_model`` (the cut
+    inference builds tracks with), else 0.5. Returns the summary dict.
     """
     cfg = _as_config(cfg)
+    cut = DEFAULT_SCORE_CUT
+    if gnn_model is not None:
+        cut = float((read_model_info(gnn_model).get("working_point") or {}).get("score_cut", cut))
+    cfg = dataclasses.replace(cfg, score_cuts={"gnn": cut, "inference": cut, **cfg.score_cuts})
     campaign = dict(campaign or {})
     graph_files = dict(graph_files or {})
     outdir = Path(outdir)

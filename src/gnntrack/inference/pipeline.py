@@ -10,6 +10,7 @@ construction code, same cuts, hence the same tracks (tested).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from ..io.event_store import Event, iter_events
 from ..io.features import node_features
 from ..io.track_store import TrackRecord, write_tracks
 from ..track_building import Tracks, build_tracks
+from ..track_building.build import resolve_score_cut
 from ..training.device import resolve_device
 from .config import InferenceConfig, as_inference_config
 from .runtime import ModelRunner
@@ -131,6 +133,10 @@ class Pipeline:
         use_filter = filter_model is not None and self.cfg.filter
         self.filter_model = filter_model.to(self.device).eval() if use_filter else None
         self.gnn_model = gnn_model.to(self.device).eval()
+        # the edge cut: the config's, else the one stored with the GNN at training time
+        self.cfg = dataclasses.replace(
+            self.cfg, track_building=resolve_score_cut(self.cfg.track_building, gnn_model)
+        )
         rt, amp = self.cfg.runtime, self.cfg.amp
         self._runners = {
             # the embedding stays fp32: bf16 moves points across r_max (on an H200 it dropped 12 %

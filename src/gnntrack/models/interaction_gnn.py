@@ -10,7 +10,10 @@ Node and edge encoders, then ``n_graph_iters`` rounds of message passing, then a
 Aggregation uses ``scatter_add`` only (pure torch, no torch_scatter) so the model runs
 everywhere and exports to ONNX/TorchScript. LayerNorm throughout (see ``mlp.py``). With
 ``recurrent`` one set of message networks is shared by all iterations (acorn's default, fewer
-parameters); otherwise each iteration has its own. ``checkpointing`` recomputes each iteration
+parameters); otherwise each iteration has its own. ``concat_inputs``, ``edge_first``,
+``residual`` and ``decoder`` choose the form of each step and of the output (see
+``MessagePassingStep``); acorn's ITk recipe is unshared weights, concatenated initial
+encodings, no residual and a decoder on the edge latent. ``checkpointing`` recomputes each iteration
 in the backward pass to trade compute for memory on ⟨μ⟩=200 events.
 """
 
@@ -41,19 +44,61 @@ def aggregate(messages: torch.Tensor, index: torch.Tensor, n_nodes: torch.Tensor
 
 
 class MessagePassingStep(nn.Module):
-    """One round: nodes from [h, Σ incoming e, Σ outgoing e], then edges from [h_src, h_dst, e]; residual."""
+    """One round of node and edge updates.
 
-    def __init__(self, node_net: nn.Module, edge_net: PairMLP, mean: bool):
+    Node-first (default): nodes from [h, Σ incoming e, Σ outgoing e], then edges from
+    [h_src, h_dst, e]. Edge-first: edges from the current nodes, then nodes from the new edges.
+    With ``concat`` the initial encodings (h0, e0) are appended to every node/edge input, so
+    each iteration still sees the raw hit and doublet information. With ``residual`` the
+    update is added to the previous latent, else it replaces it.
+    """
+
+    def __init__(
+        self,
+        node_net: nn.Module,
+        edge_net: PairMLP,
+        mean: bool,
+        concat: bool = False,
+        edge_first: bool = False,
+        residual: bool = True,
+    ):
         super().__init__()
         self.node_net = node_net
         self.edge_net = edge_net
         self.mean = mean
+        self.concat = concat
+        self.edge_first = edge_first
+        self.residual = residual
 
-    def forward(self, h: torch.Tensor, e: torch.Tensor, src: torch.Tensor, dst: torch.Tensor):
-        incoming = aggregate(e, dst, h, self.mean)
-        outgoing = aggregate(e, src, h, self.mean)
-        h = h + self.node_net(torch.cat([h, incoming, outgoing], dim=1))
-        e = e + self.edge_net.pairs(h, src, dst, e)
+    def _nodes(
+        self, hin: torch.Tensor, e: torch.Tensor, src: torch.Tensor, dst: torch.Tensor
+    ) -> torch.Tensor:
+        incoming = aggregate(e, dst, hin, self.mean)
+        outgoing = aggregate(e, src, hin, self.mean)
+        return self.node_net(torch.cat([hin, incoming, outgoing], dim=1))
+
+    def forward(
+        self,
+        h: torch.Tensor,
+        e: torch.Tensor,
+        src: torch.Tensor,
+        dst: torch.Tensor,
+        h0: torch.Tensor,
+        e0: torch.Tensor,
+    ):
+        hin = torch.cat([h, h0], dim=1) if self.concat else h
+        ein = torch.cat([e, e0], dim=1) if self.concat else e
+        if self.edge_first:
+            de = self.edge_net.pairs(hin, src, dst, ein)
+            e = e + de if self.residual else de
+            dh = self._nodes(hin, e, src, dst)
+            h = h + dh if self.residual else dh
+        else:
+            dh = self._nodes(hin, e, src, dst)
+            h = h + dh if self.residual else dh
+            hin = torch.cat([h, h0], dim=1) if self.concat else h
+            de = self.edge_net.pairs(hin, src, dst, ein)
+            e = e + de if self.residual else de
         return h, e
 
 
@@ -74,9 +119,15 @@ class InteractionGNN(EdgeClassifier):
         layer_norm: bool = True,
         dropout: float = 0.0,
         checkpointing: bool = False,
+        concat_inputs: bool = False,
+        edge_first: bool = False,
+        residual: bool = True,
+        decoder: str = "pair",
     ):
         if aggregation not in ("sum", "mean"):
             raise ValueError(f"aggregation must be 'sum' or 'mean', not {aggregation!r}")
+        if decoder not in ("pair", "edge"):
+            raise ValueError(f"decoder must be 'pair' or 'edge', not {decoder!r}")
         super().__init__(
             node_features,
             feature_scales,
@@ -92,6 +143,10 @@ class InteractionGNN(EdgeClassifier):
             layer_norm=layer_norm,
             dropout=dropout,
             checkpointing=checkpointing,
+            concat_inputs=concat_inputs,
+            edge_first=edge_first,
+            residual=residual,
+            decoder=decoder,
         )
         self.n_graph_iters = n_graph_iters
         self.mean = aggregation == "mean"
@@ -104,14 +159,30 @@ class InteractionGNN(EdgeClassifier):
         self.node_encoder = enc(self.n_encoder_features, n_node_layers)
         self.edge_encoder = PairMLP(*enc(2 * hidden + self.edge_feats.n_out, n_edge_layers))
         self.recurrent = recurrent
+        c = 2 if concat_inputs else 1  # width of the node/edge inputs of a step, in units of hidden
         self.steps = nn.ModuleList(
             MessagePassingStep(
-                enc(3 * hidden, n_node_layers), PairMLP(*enc(3 * hidden, n_edge_layers)), self.mean
+                enc((c + 2) * hidden, n_node_layers),
+                PairMLP(*enc(3 * c * hidden, n_edge_layers)),
+                self.mean,
+                concat_inputs,
+                edge_first,
+                residual,
             )
             for _ in range(1 if recurrent else n_graph_iters)
         )
+        self.edge_decoder = decoder == "edge"
+        # "pair": from [h_src, h_dst, e]; "edge": from the edge latent alone (cheaper per edge)
         self.decoder = PairMLP(
-            *make_mlp(3 * hidden, hidden, 1, n_edge_layers, activation, layer_norm, dropout)
+            *make_mlp(
+                (1 if self.edge_decoder else 3) * hidden,
+                hidden,
+                1,
+                n_edge_layers,
+                activation,
+                layer_norm,
+                dropout,
+            )
         )
 
     def _encode(self, x: torch.Tensor, edge_index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -121,6 +192,8 @@ class InteractionGNN(EdgeClassifier):
         return h, e
 
     def _decode(self, h: torch.Tensor, e: torch.Tensor, src: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
+        if self.edge_decoder:
+            return self.decoder(e).squeeze(-1)
         return self.decoder.pairs(h, src, dst, e).squeeze(-1)
 
     @torch.jit.unused
@@ -128,9 +201,10 @@ class InteractionGNN(EdgeClassifier):
         """Same as ``forward`` but keeps only each block's inputs; activations are recomputed."""
         src, dst = edge_index[0], edge_index[1]
         h, e = checkpoint(self._encode, x, edge_index, use_reentrant=False)
+        h0, e0 = h, e
         steps = [self.steps[0]] * self.n_graph_iters if self.recurrent else list(self.steps)
         for step in steps:
-            h, e = checkpoint(step, h, e, src, dst, use_reentrant=False)
+            h, e = checkpoint(step, h, e, src, dst, h0, e0, use_reentrant=False)
         return checkpoint(self._decode, h, e, src, dst, use_reentrant=False)
 
     def forward(self, x: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:
@@ -138,10 +212,11 @@ class InteractionGNN(EdgeClassifier):
             return self._forward_checkpointed(x, edge_index)
         src, dst = edge_index[0], edge_index[1]
         h, e = self._encode(x, edge_index)
+        h0, e0 = h, e
         if self.recurrent:
             for _ in range(self.n_graph_iters):
-                h, e = self.steps[0](h, e, src, dst)
+                h, e = self.steps[0](h, e, src, dst, h0, e0)
         else:
             for step in self.steps:
-                h, e = step(h, e, src, dst)
+                h, e = step(h, e, src, dst, h0, e0)
         return self._decode(h, e, src, dst)

@@ -70,12 +70,25 @@ _LEGACY_NAMES = {f"{cls.__module__}:{cls.__qualname__}": name for name, cls in M
 MAX_SIZE = 1 << 16  # largest integer hyper-parameter (width, layers, iterations) a file may ask for
 
 
+def register_model(cls: type[nn.Module], name: str | None = None) -> type[nn.Module]:
+    """Add a model class to the table (code extends it; a model file never can)."""
+    name = name or cls.__name__
+    if MODEL_CLASSES.get(name, cls) is not cls:
+        raise ValueError(f"model name {name!r} is already registered for another class")
+    MODEL_CLASSES[name] = cls
+    return cls
+
+
 def class_path(model: nn.Module) -> str:
-    """The registered name of ``model``'s class (what its model file stores)."""
-    name = type(model).__name__
-    if MODEL_CLASSES.get(name) is not type(model):
-        raise ValueError(f"{type(model).__qualname__} is not a registered model class")
-    return name
+    """The registered name of ``model``'s class (what its model file stores).
+
+    Another class (a test's toy model, a user's experiment) is written as "<module>:<qualname>"
+    so its checkpoints resume, but ``load_model`` refuses to build it.
+    """
+    cls = type(model)
+    if MODEL_CLASSES.get(cls.__name__) is cls:
+        return cls.__name__
+    return f"{cls.__module__}:{cls.__qualname__}"
 
 
 def _resolve_class(name, path) -> tuple[str, type[nn.Module]]:
@@ -196,6 +209,14 @@ def build_model(payload: dict, path: str | Path | None = None) -> nn.Module:
     if scales:
         _check_value(name, "feature_scales", scales, None, path)
         model.feature_scales = dict(scales)
+    wp = payload.get("working_point")
+    if wp is not None:
+        cut = wp.get("score_cut") if isinstance(wp, Mapping) else None
+        if not _plain_number(cut) or not 0.0 <= cut <= 1.0:
+            raise InputError(
+                f"working point {cut!r} is not a score in [0, 1]", file=path, field="working_point"
+            )
+        model.score_cut = float(cut)  # the edge cut chosen on validation events at training time
     return model
 
 

@@ -27,14 +27,16 @@ class TrackBuildingConfig:
 
     method: ``cc`` = connected components on edges with score > score_cut; ``walkthrough`` =
         acorn's CC-and-walk: simple chains from CC, junction components walked.
-    score_cut: edge score cut (strictly greater passes).
+    score_cut: edge score cut (strictly greater passes); None = the GNN model's working point
+        (chosen on validation events and stored in its file) where the caller has the model
+        (inference), else ``DEFAULT_SCORE_CUT``.
     walk_score_cut: edge cut used inside junction components by the walk (None: score_cut).
     min_hits: minimum number of spacepoints of a kept candidate.
     backend: connected-components backend: auto | scipy | torch | cugraph.
     """
 
     method: Literal["cc", "walkthrough"] = "cc"
-    score_cut: float = 0.5
+    score_cut: float | None = None
     walk_score_cut: float | None = None
     min_hits: int = 3
     backend: Literal["auto", "scipy", "torch", "cugraph"] = "auto"
@@ -44,12 +46,23 @@ class TrackBuildingConfig:
             raise ValueError(f"min_hits must be >= 1, got {self.min_hits}")
 
 
+DEFAULT_SCORE_CUT = 0.5  # a model without a stored working point
+
+
 def _as_config(cfg) -> TrackBuildingConfig:
     if cfg is None:
-        return TrackBuildingConfig()
-    if isinstance(cfg, TrackBuildingConfig):
+        cfg = TrackBuildingConfig()
+    elif not isinstance(cfg, TrackBuildingConfig):
+        cfg = from_dict(TrackBuildingConfig, cfg, "track_building")
+    return resolve_score_cut(cfg, None)
+
+
+def resolve_score_cut(cfg: TrackBuildingConfig, model=None) -> TrackBuildingConfig:
+    """``cfg`` with its cut set: the configured one, else ``model``'s working point, else the default."""
+    if cfg.score_cut is not None:
         return cfg
-    return from_dict(TrackBuildingConfig, cfg, "track_building")
+    cut = getattr(model, "score_cut", None)
+    return dataclasses.replace(cfg, score_cut=float(DEFAULT_SCORE_CUT if cut is None else cut))
 
 
 def build_tracks(edge_index, scores, n_hits: int, cfg: TrackBuildingConfig | dict | None = None) -> Tracks:

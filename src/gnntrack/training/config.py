@@ -18,8 +18,13 @@ class TrainConfig:
     optimizer: Literal["adam", "adamw", "sgd"] = "adamw"
     lr: float = 1e-3
     weight_decay: float = 0.0
+    amsgrad: bool = False  # adam/adamw: AMSGrad variant (max of past second moments)
     momentum: float = 0.9  # sgd only
+    #: learning-rate decay; "none", "step" and "cosine" are applied per optimiser step
+    #: (cosine over all steps of the run), "plateau" once per epoch on the monitored metric
     scheduler: Literal["none", "step", "cosine", "plateau"] = "none"
+    #: linear warm-up from lr/steps to lr over this many epochs (fractions allowed); not with plateau
+    warmup_epochs: float = 0.0
     step_size: int = 10  # step: epochs between decays
     gamma: float = 0.5  # step/plateau: decay factor
     min_lr: float = 0.0  # cosine: final lr; plateau: floor

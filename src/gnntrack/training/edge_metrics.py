@@ -1,4 +1,4 @@
-"""Edge-classifier working-point metrics (DESIGN.md §4) and ROC AUC in numpy (no sklearn)."""
+"""Edge-classifier working-point metrics and ROC AUC in numpy (no sklearn)."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ def _ratio(a: int, b: int) -> float:
 def working_point(scores: np.ndarray, y: np.ndarray, y_target: np.ndarray, cut: float) -> dict[str, float]:
     """Target-edge efficiency, purity and masked purity of the edges with score >= ``cut``.
 
-    As in DESIGN.md and the evaluation report, purity counts target edges as signal; masked
+    As in the evaluation report, purity counts target edges as signal; masked
     purity ignores true edges of non-target particles (neither signal nor fake); true_purity
     counts every truth edge as signal.
     """
@@ -54,3 +54,33 @@ def working_point(scores: np.ndarray, y: np.ndarray, y_target: np.ndarray, cut: 
         "auc": roc_auc(scores, y),
         "masked_auc": roc_auc(scores[~non_target_true], y_target[~non_target_true]),
     }
+
+
+def efficiency_at_masked_purity(
+    scores: np.ndarray, y: np.ndarray, y_target: np.ndarray, purity: float
+) -> tuple[float, float]:
+    """(target-edge efficiency, score cut) of the lowest cut whose kept edges reach ``purity``.
+
+    Masked purity as in ``working_point`` (true edges of non-target particles ignored). Scanning
+    cuts from high to low, the kept set grows; the answer is the largest kept set whose masked
+    purity is still >= ``purity``. (0, 1) when no cut reaches it; NaN without target edges.
+    """
+    scores = np.asarray(scores, np.float64)
+    y = np.asarray(y, bool)
+    y_target = np.asarray(y_target, bool)
+    keep = ~(y & ~y_target)
+    s, t = scores[keep], y_target[keep]
+    n_target = int(t.sum())
+    if n_target == 0:
+        return float("nan"), float("nan")
+    order = np.argsort(-s, kind="stable")
+    s, t = s[order], t[order]
+    # only cut positions between distinct scores are realisable
+    last_of_run = np.r_[s[1:] != s[:-1], True]
+    tp = np.cumsum(t)[last_of_run]
+    n = np.flatnonzero(last_of_run) + 1
+    ok = np.flatnonzero(tp >= purity * n)
+    if len(ok) == 0:
+        return 0.0, 1.0
+    i = ok[-1]
+    return float(tp[i] / n_target), float(s[last_of_run][i])

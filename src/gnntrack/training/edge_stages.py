@@ -25,7 +25,8 @@ from ..models.edge_features import EDGE_FEATURES
 from ..models.filter import FilterModel
 from ..models.interaction_gnn import InteractionGNN
 from ..models.losses import LossConfig
-from ..models.registry import load_model
+from ..models.registry import load_checkpoint, load_model, save_checkpoint
+from ..track_building.build import DEFAULT_SCORE_CUT
 from .checkpoint import seed_everything
 from .config import TrainConfig
 from .device import resolve_device
@@ -34,6 +35,7 @@ from .edge_task import EdgeClassifierTask, edge_logits
 from .graph_data import load_items
 from .loop import fit
 from .regions import RegionConfig
+from .working_point import WorkingPointConfig, choose_working_point
 
 log = logging.getLogger(__name__)
 
@@ -77,10 +79,16 @@ class GNNConfig:
     layer_norm: bool = True
     dropout: float = 0.0
     checkpointing: bool = False  # gradient checkpointing of the message-passing iterations
+    concat_inputs: bool = False  # initial node/edge encodings appended to every step's input
+    edge_first: bool = False  # each step updates edges before nodes
+    residual: bool = True  # steps add to the latents (else replace them)
+    decoder: str = "pair"  # pair: classify from [h_src, h_dst, e]; edge: from the edge latent alone
     loss: LossConfig = field(default_factory=LossConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     regions: RegionConfig = field(default_factory=RegionConfig)
-    score_cut: float = 0.5  # validation working point (track building has its own cut)
+    score_cut: float = 0.5  # cut of the per-epoch validation metrics; the "fixed" working point
+    #: the edge cut stored with the model, chosen on validation events after training
+    working_point: WorkingPointConfig = field(default_factory=WorkingPointConfig)
     max_train_events: int | None = None
     max_val_events: int | None = None
 
@@ -96,7 +104,8 @@ def build_gnn(cfg: GNNConfig) -> InteractionGNN:
     return InteractionGNN(
         cfg.node_features, cfg.feature_scales, cfg.edge_features, cfg.encoder_exclude, cfg.hidden, cfg.n_graph_iters,
         cfg.n_node_layers, cfg.n_edge_layers, cfg.recurrent, cfg.aggregation, cfg.activation,
-        cfg.layer_norm, cfg.dropout, cfg.checkpointing,
+        cfg.layer_norm, cfg.dropout, cfg.checkpointing, cfg.concat_inputs, cfg.edge_first, cfg.residual,
+        cfg.decoder,
     )  # fmt: skip
 
 
@@ -156,7 +165,22 @@ def run_train_gnn(
     cfg = cfg if isinstance(cfg, GNNConfig) else from_dict(GNNConfig, cfg, "gnn")
     seed_everything(cfg.train.seed)
     model = build_gnn(cfg)
-    return _train(model, cfg, train_events, train_graphs, val_events, val_graphs, output, device)
+    summary = _train(model, cfg, train_events, train_graphs, val_events, val_graphs, output, device)
+    t0 = time.perf_counter()
+    wp = choose_working_point(
+        model, val_events, val_graphs, cfg.working_point, cfg.score_cut, resolve_device(device)
+    )
+    payload = load_checkpoint(output, "model file")
+    payload["working_point"] = wp
+    save_checkpoint(payload, output)
+    best = next((r for r in wp["scan"] if r["cut"] == wp["score_cut"]), {})
+    log.info(
+        "working point (%s, %d validation events, %.1f s): score cut %.3f, two-way efficiency %s, fake rate %s",
+        wp["criterion"], wp["n_events"], time.perf_counter() - t0, wp["score_cut"],
+        best.get("two_way_efficiency"), best.get("two_way_fake_rate"),
+    )  # fmt: skip
+    summary["working_point"] = wp
+    return summary
 
 
 def _as_model(model: nn.Module | str | Path, device: torch.device) -> nn.Module:
@@ -249,12 +273,15 @@ def run_score_graphs(
     output: str | Path,
     stage_name: str = "gnn",
     device: str = "auto",
-    score_cut: float = 0.5,
+    score_cut: float | None = None,
     chunk_size: int | None = None,
 ) -> dict:
-    """Add ``scores/<stage_name>`` to every graph (all edges kept); metrics at ``score_cut``."""
+    """Add ``scores/<stage_name>`` to every graph (all edges kept); metrics at ``score_cut``
+    (None: the model's stored working point, else 0.5)."""
     dev = resolve_device(device)
     net = _as_model(model, dev)
+    if score_cut is None:
+        score_cut = float(getattr(net, "score_cut", DEFAULT_SCORE_CUT))
     out, scores_l, y_l, yt_l, times = [], [], [], [], []
     for graph, scores, dt in _score_file(event_file, graph_file, net, dev, chunk_size):
         graph.scores[stage_name] = scores

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from ..models.losses import weighted_bce
-from .edge_metrics import working_point
+from .edge_metrics import efficiency_at_masked_purity, working_point
 from .graph_data import GraphItem
 
 
@@ -19,6 +19,10 @@ def edge_logits(model: nn.Module, x: torch.Tensor, edge_index: torch.Tensor, chu
     if chunk_size is None or n <= chunk_size:
         return model(x, edge_index)
     return torch.cat([model(x, edge_index[:, i : i + chunk_size]) for i in range(0, n, chunk_size)])
+
+
+#: masked purities at which validation reports the target-edge efficiency (and the cut reaching it)
+PURITY_POINTS = (0.9, 0.95)
 
 
 class EdgeClassifierTask:
@@ -68,8 +72,11 @@ class EdgeClassifierTask:
             scores.append(torch.sigmoid(logits).numpy())
             ys.append(item.y.numpy() > 0.5)
             yts.append(item.y_target.numpy())
-        metrics = working_point(
-            np.concatenate(scores), np.concatenate(ys), np.concatenate(yts), self.score_cut
-        )
+        scores, ys, yts = np.concatenate(scores), np.concatenate(ys), np.concatenate(yts)
+        metrics = working_point(scores, ys, yts, self.score_cut)
+        for purity in PURITY_POINTS:
+            eff, cut = efficiency_at_masked_purity(scores, ys, yts, purity)
+            metrics[f"eff_at_mp{round(100 * purity)}"] = eff
+            metrics[f"cut_at_mp{round(100 * purity)}"] = cut
         metrics["loss"] = loss_sum / weight_sum if weight_sum > 0 else float("nan")
         return metrics

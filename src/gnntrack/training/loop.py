@@ -85,25 +85,39 @@ def amp_dtype(precision: str, device: torch.device) -> torch.dtype | None:
 
 def make_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
     if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, amsgrad=cfg.amsgrad)
     if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, amsgrad=cfg.amsgrad)
     return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
 
 
-def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig):
-    """Per-epoch learning-rate schedule (None for a constant rate)."""
+def lr_factor(step: int, cfg: TrainConfig, steps_per_epoch: int) -> float:
+    """Learning rate of optimiser step ``step`` (0-based) relative to ``cfg.lr``: warm-up x decay."""
+    spe = max(int(steps_per_epoch), 1)
+    warm = cfg.warmup_epochs * spe
+    factor = min(1.0, (step + 1) / warm) if warm > 0 else 1.0
     if cfg.scheduler == "step":
-        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg.step_size, gamma=cfg.gamma)
-    if cfg.scheduler == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(
-            optimizer, T_max=max(cfg.epochs, 1), eta_min=cfg.min_lr
-        )
+        factor *= cfg.gamma ** ((step // spe) // max(cfg.step_size, 1))
+    elif cfg.scheduler == "cosine":
+        total = max(cfg.epochs * spe - warm, 1.0)
+        t = min(max(step - warm, 0.0) / total, 1.0)
+        floor = cfg.min_lr / cfg.lr if cfg.lr > 0 else 0.0
+        factor *= floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * t))
+    return factor
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int = 1):
+    """Learning-rate schedule: a per-step ``LambdaLR`` (warm-up, step, cosine), per-epoch plateau,
+    or None for a constant rate."""
     if cfg.scheduler == "plateau":
+        if cfg.warmup_epochs > 0:
+            raise ValueError("train.warmup_epochs does not combine with scheduler: plateau")
         return torch.optim.lr_scheduler.ReduceLROnPlateau(
             optimizer, mode=cfg.mode, factor=cfg.gamma, patience=cfg.plateau_patience, min_lr=cfg.min_lr
         )
-    return None
+    if cfg.scheduler == "none" and cfg.warmup_epochs <= 0:
+        return None
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, cfg, steps_per_epoch))
 
 
 def _digest(obj, h) -> None:
@@ -221,8 +235,12 @@ def fit(
     paths = checkpoint_paths(output)
     device = resolve_device(device)
     model = task.model.to(device)
+    n_steps = len(train_items)
+    if cfg.max_steps_per_epoch is not None:
+        n_steps = min(n_steps, cfg.max_steps_per_epoch)
     optimizer = make_optimizer(model.parameters(), cfg)
-    scheduler = make_scheduler(optimizer, cfg)
+    scheduler = make_scheduler(optimizer, cfg, n_steps)
+    per_step = isinstance(scheduler, torch.optim.lr_scheduler.LambdaLR)
     dtype = amp_dtype(cfg.precision, device)
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
     fingerprint = _fingerprint(task, cfg, train_items, val_items)
@@ -254,9 +272,6 @@ def fit(
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # required by cuBLAS
         torch.use_deterministic_algorithms(True, warn_only=True)
     show = _progress(cfg)
-    n_steps = len(train_items)
-    if cfg.max_steps_per_epoch is not None:
-        n_steps = min(n_steps, cfg.max_steps_per_epoch)
 
     try:
         while state["epoch"] < cfg.epochs and not state["stopped"]:
@@ -279,6 +294,8 @@ def fit(
                     nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
                 scaler.step(optimizer)
                 scaler.update()
+                if per_step:
+                    scheduler.step()
                 total += float(loss.detach())
                 counted += 1
                 if show:
@@ -297,12 +314,8 @@ def fit(
             monitored = _monitored(cfg.monitor, metrics, train_loss, bool(val_items))
             row["time_s"] = time.perf_counter() - t0
 
-            if scheduler is not None:
-                if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-                    if math.isfinite(monitored):
-                        scheduler.step(monitored)
-                else:
-                    scheduler.step()
+            if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau) and math.isfinite(monitored):
+                scheduler.step(monitored)
 
             state["history"].append(row)
             state["epoch"] = epoch + 1

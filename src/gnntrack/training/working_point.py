@@ -1,0 +1,138 @@
+"""The GNN's edge score cut, chosen on validation events and stored with the model.
+
+A score cut is a physics choice, not a constant: the best cut moves with the loss weights (a
+classifier trained with down-weighted fake edges scores everything higher), with training time
+and with pile-up. After training, the validation graphs are scored once, track candidates are
+built at every cut of a grid, and the cut is chosen by ``criterion``:
+
+- ``two_way``: the highest two-way (double-majority) track efficiency; ties go to the higher cut
+  (fewer fakes). This is what the campaign's headline optimises: a cut too low merges particles
+  through fake edges, one too high splits them.
+- ``masked_purity``: the lowest cut whose kept edges reach ``purity`` (masked purity: target
+  edges over target + fake edges), i.e. the most efficient edge selection at a stated purity.
+- ``fixed``: ``score_cut`` as configured (no scan; the scan is still recorded when events are given).
+
+The result (cut, criterion, and the per-cut scan) is written into the model file under
+``working_point``; inference and evaluation use it unless their config sets a cut explicitly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+
+from ..conditions import select
+from ..evaluation.config import DEFAULT_TARGET
+from ..evaluation.matching import Rates, apply_style, event_rates, filter_tracks, match_pairs
+from ..io.errors import InputError
+from ..io.event_store import read_event
+from ..io.features import node_features
+from ..io.graph_store import iter_graphs
+from ..track_building import TrackBuildingConfig, build_tracks
+from .edge_metrics import efficiency_at_masked_purity, working_point
+from .edge_task import edge_logits
+
+DEFAULT_CUTS = tuple(round(0.05 * i, 2) for i in range(1, 20))
+
+
+@dataclass
+class WorkingPointConfig:
+    """How the GNN's score cut is chosen after training (see module docstring)."""
+
+    criterion: Literal["two_way", "masked_purity", "fixed"] = "two_way"
+    purity: float = 0.95  # masked_purity criterion
+    cuts: list[float] = field(default_factory=lambda: list(DEFAULT_CUTS))
+    method: Literal["cc", "walkthrough"] = "cc"  # track building used for the two_way scan
+    min_hits: int = 3
+    max_events: int | None = 10  # validation events scanned
+
+
+@torch.no_grad()
+def score_events(model, event_files, graph_files, device="cpu", max_events: int | None = None):
+    """Yield (event, graph, scores) of validation events (shards paired by position)."""
+    n = 0
+    model.eval()
+    for ef, gf in zip(event_files, graph_files):
+        for graph in iter_graphs(gf):
+            if max_events is not None and n >= max_events:
+                return
+            event = read_event(ef, graph.key, tables=("hits", "particles"))
+            if event.n_hits != graph.n_hits:
+                raise InputError(
+                    f"graph has {graph.n_hits} hits but the event has {event.n_hits}",
+                    file=gf,
+                    event=graph.key,
+                )
+            x = torch.from_numpy(node_features(event.hits, model.node_features, model.feature_scales)).to(
+                device
+            )
+            ei = torch.from_numpy(np.ascontiguousarray(graph.edge_index, dtype=np.int64)).to(device)
+            scores = torch.sigmoid(edge_logits(model, x, ei).float()).cpu().numpy()
+            n += 1
+            yield event, graph, scores
+
+
+def _target(event) -> np.ndarray:
+    return select(event.particles, DEFAULT_TARGET, n=len(event.particles["pt"]))
+
+
+def scan_cuts(scored: Sequence, cfg: WorkingPointConfig) -> list[dict]:
+    """Per cut: two-way and ATLAS track efficiency and fake rate, edge efficiency and masked purity."""
+    rows = []
+    for cut in cfg.cuts:
+        two, atlas = Rates(), Rates()
+        for event, graph, scores in scored:
+            tb = TrackBuildingConfig(method=cfg.method, score_cut=float(cut), min_hits=cfg.min_hits)
+            tracks = filter_tracks(build_tracks(graph.edge_index, scores, event.n_hits, tb), cfg.min_hits)
+            target = _target(event)
+            pairs = match_pairs(tracks, event.hit_particle, event.n_hits, len(target))
+            two.add(event_rates(apply_style(pairs, "two_way", 0.5), target))
+            atlas.add(event_rates(apply_style(pairs, "ATLAS", 0.5), target))
+        s = np.concatenate([x[2] for x in scored]) if scored else np.zeros(0)
+        y = np.concatenate([x[1].y for x in scored]) if scored else np.zeros(0, bool)
+        yt = np.concatenate([x[1].y_target for x in scored]) if scored else np.zeros(0, bool)
+        wp = working_point(s, y, yt, cut)
+        rows.append(
+            {
+                "cut": float(cut),
+                "two_way_efficiency": two.efficiency,
+                "two_way_fake_rate": two.fake_rate,
+                "atlas_efficiency": atlas.efficiency,
+                "atlas_fake_rate": atlas.fake_rate,
+                "edge_efficiency": wp["efficiency"],
+                "edge_masked_purity": wp["masked_purity"],
+            }
+        )
+    return rows
+
+
+def choose_working_point(
+    model,
+    event_files: Sequence[str | Path],
+    graph_files: Sequence[str | Path],
+    cfg: WorkingPointConfig,
+    default_cut: float,
+    device="cpu",
+) -> dict:
+    """The model's working point from its validation events (see module docstring)."""
+    scored = list(score_events(model, event_files, graph_files, device, cfg.max_events))
+    if not scored:
+        return {"score_cut": float(default_cut), "criterion": "fixed", "n_events": 0, "scan": []}
+    scan = scan_cuts(scored, cfg) if cfg.criterion != "masked_purity" else []
+    if cfg.criterion == "two_way":
+        best = max(scan, key=lambda r: (r["two_way_efficiency"] or 0.0, r["cut"]))
+        cut = best["cut"]
+    elif cfg.criterion == "masked_purity":
+        s = np.concatenate([x[2] for x in scored])
+        y = np.concatenate([x[1].y for x in scored])
+        yt = np.concatenate([x[1].y_target for x in scored])
+        _, cut = efficiency_at_masked_purity(s, y, yt, cfg.purity)
+        cut = float(cut)
+    else:
+        cut = float(default_cut)
+    return {"score_cut": float(cut), "criterion": cfg.criterion, "n_events": len(scored), "scan": scan}
