@@ -89,3 +89,80 @@ def test_python_dash_m_and_bench_help():
         [sys.executable, "-m", "gnntrack", "bench", "--help"], capture_output=True, text=True
     )
     assert res.returncode == 0 and "--gnn-model" in res.stdout
+
+
+# --------------------------------------------------------------------------- nonsense settings
+#: the issue's examples: (campaign file, the one-line message, a command that would otherwise run)
+BAD_CAMPAIGNS = [
+    ({"gnn": {"train": {"epochs": -1}}}, "gnn.train.epochs: -1 is less than the minimum of 1", "train-gnn"),
+    ({"simulation": {"n_events": -5}}, "simulation.n_events: -5 is less than the minimum of 1", "simulate"),
+    ({"campaign": ".."}, "campaign: '..' does not match", "evaluate"),
+]
+
+
+def _argv(command: str, tmp_path) -> tuple[list[str], object]:
+    """Arguments of ``command`` with inputs that do not exist: only the config check may answer."""
+    out = tmp_path / "out" / "result"
+    missing = str(tmp_path / "missing.h5")
+    argv = {
+        "train-gnn": ["--train-events", missing, "--train-graphs", missing, "--val-events", missing,
+                      "--val-graphs", missing, "--device", "cpu"],
+        "simulate": ["--shard", "0"],
+        "evaluate": ["--events", missing, "--tracks", missing],
+    }[command]  # fmt: skip
+    return [command, *argv, "-o", str(out)], out
+
+
+@pytest.mark.parametrize("campaign, message, command", BAD_CAMPAIGNS)
+def test_nonsense_settings_fail_at_start_up_with_exit_2(campaign, message, command, tmp_path, capsys):
+    config = tmp_path / "campaign.yaml"
+    config.write_text(yaml.safe_dump(campaign))
+    argv, out = _argv(command, tmp_path)
+    assert main([*argv, "--config", str(config)]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.startswith(f"gnntrack {command}: error: {message}"), captured.err
+    assert captured.err.count("\n") == 1 and captured.out == ""
+    assert not out.exists() and not out.parent.exists()
+
+
+@pytest.mark.parametrize("campaign, message, command", BAD_CAMPAIGNS)
+def test_every_command_with_a_config_checks_the_whole_campaign(campaign, message, command, tmp_path, capsys):
+    """A bad section fails every command given the file, not only the stage that reads it."""
+    config = tmp_path / "campaign.yaml"
+    config.write_text(yaml.safe_dump(campaign))
+    other = {"train-gnn": "simulate", "simulate": "evaluate", "evaluate": "train-gnn"}[command]
+    argv, out = _argv(other, tmp_path)
+    assert main([*argv, "--config", str(config)]) == 2
+    assert capsys.readouterr().err.startswith(f"gnntrack {other}: error: {message}")
+    assert not out.exists()
+
+
+def test_bench_checks_its_campaign_file(tmp_path, capsys):
+    config = tmp_path / "campaign.yaml"
+    config.write_text(yaml.safe_dump({"gnn": {"train": {"epochs": 0}}, "bench": {"n_events": 2}}))
+    out = tmp_path / "bench"
+    argv = ["bench", str(tmp_path / "missing.h5"), "--module-map", str(tmp_path / "m.h5"),
+            "--gnn-model", str(tmp_path / "g.pt"), "-o", str(out), "--config", str(config)]  # fmt: skip
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.err == "gnntrack bench: error: gnn.train.epochs: 0 is less than the minimum of 1\n"
+    assert captured.out == "" and not out.exists()
+
+
+def test_set_overrides_obey_the_same_rules(tmp_path, capsys):
+    argv, out = _argv("train-gnn", tmp_path)
+    assert main([*argv, "--set", "train.lr=-0.1"]) == 2
+    err = capsys.readouterr().err
+    assert err == "gnntrack train-gnn: error: gnn.train.lr: -0.1 is less than or equal to the minimum of 0\n"
+    with pytest.raises(ConfigError, match=r"^gnn\.n_graph_iters: 0 is less than the minimum of 1$"):
+        stage_config("gnn", {}, ["n_graph_iters=0"])
+
+
+def test_shipped_campaign_files_pass_the_cli_check():
+    from pathlib import Path
+
+    from gnntrack.cli import check_campaign
+    from gnntrack.config import load_yaml
+
+    for path in sorted((Path(__file__).resolve().parents[1] / "config").glob("*.yaml")):
+        check_campaign(load_yaml(path))

@@ -142,6 +142,10 @@ def _schema_errors(overrides: dict) -> str:
         ({"graph_construction": {"method": "knn"}}, "knn"),  # not one of the allowed values
         ({"input": {"source": "root"}}, "root_files"),  # real input without files
         ({"resources": {"train_gnn": {"gpus": 1}}}, "gpus"),
+        ({"gnn": {"train": {"epochs": 0}}}, "0 is less than the minimum of 1"),  # a value out of range
+        ({"filter": {"score_cut": -0.1}}, "-0.1 is less than the minimum of 0"),
+        ({"metric_learning": {"activation": "swish"}}, "'swish' is not one of"),
+        ({"shards": {"val": 0}}, "0 is less than the minimum of 1"),
     ],
 )
 def test_schema_rejects_wrong_keys_and_types(bad, message):
@@ -159,9 +163,33 @@ def test_config_error_stops_snakemake_with_the_key_path(tmp_path):
     res = snakemake(workdir, "-n", "--configfile", "extra.yaml", check=False)
     err = res.stdout + res.stderr
     assert res.returncode != 0
-    assert "invalid campaign config at gnn" in err and "'hiden' was unexpected" in err, err[-3000:]
+    assert "invalid campaign config: gnn: " in err and "'hiden' was unexpected" in err, err[-3000:]
     assert "hidden" in err, "the message lists the allowed keys"
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        ({"gnn": {"train": {"epochs": -1}}}, "gnn.train.epochs: -1 is less than the minimum of 1"),
+        ({"simulation": {"n_events": -5}}, "simulation.n_events: -5 is less than the minimum of 1"),
+        ({"campaign": ".."}, "campaign: '..' does not match"),
+    ],
+)
+def test_nonsense_settings_stop_the_dry_run_before_planning(tmp_path, bad, message):
+    """The issue's examples: each stops Snakemake at start-up, named, with nothing planned or written.
+
+    ``campaign: '..'`` would put every output beside results/, the run's benchmarks into the
+    tracked benchmarks/ folder.
+    """
+    workdir = make_workdir(tmp_path / "run", bad)
+    res = snakemake(workdir, "-n", "--configfile", "extra.yaml", check=False)
+    err = res.stdout + res.stderr
+    assert res.returncode != 0
+    assert f"invalid campaign config: {message}" in err, err[-3000:]
+    assert "Traceback" not in err and "Job stats" not in err
+    for folder in ("results", "benchmarks", "data", "events", "models"):
+        assert not (workdir / folder).exists() and not (tmp_path / folder).exists(), folder
 
 
 def test_schema_is_generated_from_stage_dataclasses():

@@ -3,7 +3,9 @@
 Each subcommand makes the same library call as the workflow rule of the same name. Stage
 settings come from a campaign YAML file (``--config``, the stage's own section of it, exactly as
 the workflow passes it) and ``--set key=value`` overrides; without either the stage defaults
-apply. Bad input or config ends with a one-line message on stderr and exit status 2.
+apply. A ``--config`` file is checked whole at start-up (``check_campaign``), so a campaign the
+workflow refuses is refused here too, before anything runs. Bad input or config ends with a
+one-line message on stderr and exit status 2.
 """
 
 from __future__ import annotations
@@ -16,25 +18,20 @@ from pathlib import Path
 
 import yaml
 
-from gnntrack.config import ConfigError, from_dict, load_yaml, to_dict
+from gnntrack.config import (
+    STAGE_CLASSES,
+    CampaignName,
+    ConfigError,
+    check_value,
+    from_dict,
+    load_yaml,
+    to_dict,
+)
 from gnntrack.io.errors import InputError
 
-#: Campaign config section -> stage dataclass ("module:Class"). The workflow and its schema
-#: generator read this mapping too, so a stage's section has one name everywhere.
-STAGE_CLASSES = {
-    "simulation": "gnntrack.simulation:SimulationConfig",
-    "map_sample": "gnntrack.simulation.map_sample:MapSampleConfig",
-    "convert": "gnntrack.io.convert:ConvertConfig",
-    "module_map": "gnntrack.graph_construction:ModuleMapConfig",
-    "metric_learning": "gnntrack.graph_construction:MetricLearningConfig",
-    "graph_construction": "gnntrack.graph_construction:GraphConstructionConfig",
-    "filter": "gnntrack.training:FilterConfig",
-    "gnn": "gnntrack.training:GNNConfig",
-    "inference": "gnntrack.inference:InferenceConfig",
-    "reassociation": "gnntrack.reassociation:ReassociationConfig",
-    "evaluation": "gnntrack.evaluation:EvaluationConfig",
-    "bench": "gnntrack.inference:BenchConfig",
-}
+#: Top-level keys of a campaign that only the workflow reads (its schema checks them); with
+#: "campaign" and the stage sections, the keys a campaign file may have.
+WORKFLOW_KEYS = ("device", "input", "shards", "steps", "resources")
 
 EXIT_BAD_INPUT = 2
 
@@ -59,6 +56,26 @@ def stage_config(section: str, campaign: dict | None = None, overrides: list[str
                 raise ConfigError(f"--set {item!r}: {part} is not a mapping")
         node[leaf] = yaml.safe_load(value)
     return from_dict(stage_class(section), data, where=section)
+
+
+def check_campaign(campaign: dict) -> None:
+    """Refuse a campaign mapping whose keys or values the workflow would refuse at start-up.
+
+    Checks the top-level keys, the campaign name (a plain folder name under ``results/``) and
+    every stage section present, with the rules declared on the stage dataclasses; raises
+    ConfigError naming the key. The workflow-only sections are left to the workflow's schema.
+    """
+    if not isinstance(campaign, dict):
+        raise ConfigError(f"config: expected a mapping, got {campaign!r}")
+    allowed = ["campaign", *WORKFLOW_KEYS, *STAGE_CLASSES]
+    unknown = sorted(set(campaign) - set(allowed))
+    if unknown:
+        raise ConfigError(f"config: unknown key(s) {unknown}; allowed: {allowed}")
+    if "campaign" in campaign:
+        check_value(campaign["campaign"], CampaignName, "campaign")
+    for section in STAGE_CLASSES:
+        if section in campaign:
+            from_dict(stage_class(section), campaign[section], where=section)
 
 
 def normalised_stage_config(section: str, campaign: dict) -> dict:
@@ -311,12 +328,41 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _fail(command: str, exc: Exception) -> int:
+    message = " ".join(str(exc).split())  # one line, even when a wrapped library error has several
+    print(f"gnntrack {command}: error: {message}", file=sys.stderr)
+    return EXIT_BAD_INPUT
+
+
+class _SilentParser(argparse.ArgumentParser):
+    """A parser that raises on bad arguments instead of printing usage and exiting."""
+
+    def error(self, message):
+        raise argparse.ArgumentError(None, message)
+
+
+def _bench(argv: list[str]) -> int:
+    """``gnntrack bench``: its campaign file checked like every other command's, then run as is."""
+    from gnntrack.inference.bench import add_bench_arguments
+    from gnntrack.inference.bench import main as bench_main
+
+    parser = add_bench_arguments(_SilentParser(prog="gnntrack bench", add_help=False))
+    try:
+        known, _ = parser.parse_known_args(argv)
+    except argparse.ArgumentError:  # bad arguments: bench's own parser answers
+        known = None
+    if known is not None and known.config:
+        try:
+            check_campaign(load_yaml(known.config))
+        except ConfigError as exc:
+            return _fail("bench", exc)
+    return bench_main(argv)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["bench"]:
-        from gnntrack.inference.bench import main as bench_main
-
-        return bench_main(argv[1:])
+        return _bench(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -324,11 +370,11 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(name)s %(levelname)s: %(message)s",
     )
     try:
+        if args.config:
+            check_campaign(load_yaml(args.config))
         args.func(args)
     except (InputError, ConfigError, FileNotFoundError) as exc:
-        message = " ".join(str(exc).split())  # one line, even when a wrapped library error has several
-        print(f"gnntrack {args.command}: error: {message}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return _fail(args.command, exc)
     return 0
 
 

@@ -16,13 +16,18 @@ SCHEMA = Path(workflow.basedir) / "workflow/schemas/config.schema.yaml"
 
 
 def validate_campaign(config):
-    """Stop on the first wrong key or type, named by its path; then fill in the stage defaults."""
+    """Stop on the first wrong key, type or value, named by its path; then fill in the stage defaults.
+
+    The stage sections' limits come from the rules on the stage dataclasses, which the command
+    line and the library enforce too, so the message is theirs: "gnn.train.epochs: -1 is less
+    than the minimum of 1". Nothing is planned, so nothing is written, before this passes.
+    """
     with open(SCHEMA) as fh:
         schema = yaml.safe_load(fh)
     error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(config))
     if error is not None:
-        where = ".".join(str(p) for p in error.absolute_path) or "top level"
-        message = f"invalid campaign config at {where}: {error.message}"
+        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)
+        message = f"invalid campaign config: {where.lstrip('.') or 'top level'}: {error.message}"
         if error.validator == "additionalProperties":
             message += f"; allowed keys: {', '.join(error.schema['properties'])}"
         raise WorkflowError(message)

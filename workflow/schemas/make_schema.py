@@ -2,8 +2,11 @@
 
 The stage sections of the campaign schema are derived from the stage config dataclasses, so the
 schema that Snakemake validates at start-up can never drift from what the stages accept; the
-workflow's own sections (input, shards, steps, resources) are declared here. A test checks that
-the committed schema equals this script's output.
+workflow's own sections (input, shards, steps, resources) are declared here. A field's allowed
+values (``gnntrack.config.Rule`` in its annotation: minimum, maximum, enum, pattern) become the
+same JSON-schema keywords, so a value that ``gnntrack.config.from_dict`` refuses also stops the
+workflow at start-up, with the same message. A test checks that the committed schema equals this
+script's output.
 
 Usage: python workflow/schemas/make_schema.py [--check]
 """
@@ -19,7 +22,8 @@ from pathlib import Path
 
 import yaml
 
-from gnntrack.cli import STAGE_CLASSES, stage_class
+from gnntrack.cli import STAGE_CLASSES, WORKFLOW_KEYS, stage_class
+from gnntrack.config import CampaignName, Rule
 
 SCHEMA_PATH = Path(__file__).with_name("config.schema.yaml")
 
@@ -45,8 +49,8 @@ _RESOURCE = {
 WORKFLOW_SECTIONS = {
     "campaign": {
         "type": "string",
-        "pattern": "^[A-Za-z0-9_.-]+$",
-        "description": "name of the campaign; outputs go to results/<campaign>/",
+        **CampaignName.__metadata__[0].keywords(),
+        "description": "name of the campaign, one plain folder name; outputs go to results/<campaign>/",
     },
     "device": {
         "type": "string",
@@ -101,6 +105,12 @@ def _json_type(tp) -> dict:
     origin, args = typing.get_origin(tp), typing.get_args(tp)
     if tp is typing.Any:
         return {}
+    if origin is typing.Annotated:
+        schema = _json_type(args[0])
+        for rule in tp.__metadata__:
+            if isinstance(rule, Rule):
+                schema.update(rule.keywords())
+        return schema
     if origin in (typing.Union, types.UnionType):
         alts = [_json_type(a) for a in args]
         return {"anyOf": alts}
@@ -109,7 +119,9 @@ def _json_type(tp) -> dict:
     if dataclasses.is_dataclass(tp):
         return dataclass_schema(tp)
     if origin is typing.Literal:
-        return {"enum": list(args)}
+        # typed, so that in an X | None union jsonschema reports the enum error, not "any of"
+        types_ = {"string" if isinstance(a, str) else "integer" for a in args}
+        return {"type": types_.pop(), "enum": list(args)} if len(types_) == 1 else {"enum": list(args)}
     if origin in (list, tuple):
         return {"type": "array", "items": _json_type(args[0]) if args else {}}
     if origin is dict or tp is dict:
@@ -146,7 +158,7 @@ def dataclass_schema(cls) -> dict:
     Snakemake's ``validate`` fills the defaults in, so every rule's ``params.cfg`` is the full
     stage config without importing the (torch-heavy) stage modules at parse time.
     """
-    hints = typing.get_type_hints(cls)
+    hints = typing.get_type_hints(cls, include_extras=True)
     props, required = {}, []
     for f in dataclasses.fields(cls):
         if not f.init:
@@ -170,6 +182,8 @@ def dataclass_schema(cls) -> dict:
 
 
 def build_schema() -> dict:
+    # the command line accepts (and skips) the same workflow sections when it reads a campaign
+    assert set(WORKFLOW_SECTIONS) == {"campaign", *WORKFLOW_KEYS}, "update gnntrack.cli.WORKFLOW_KEYS"
     props = dict(WORKFLOW_SECTIONS)
     for section in STAGE_CLASSES:
         props[section] = {**dataclass_schema(stage_class(section)), "default": {}}

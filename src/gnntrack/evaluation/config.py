@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ..conditions import DEFAULT_TARGET
+from ..config import Count, NonNegative, Positive, Probability, ProperFraction
 
 MATCHING_STYLES = ("ATLAS", "one_way", "two_way")
 
@@ -35,22 +36,22 @@ class EvaluationConfig:
 
     target: dict[str, Any] | None = field(default_factory=lambda: copy.deepcopy(DEFAULT_TARGET))
     matching_style: Literal["ATLAS", "one_way", "two_way"] = "ATLAS"
-    matching_fraction: float = 0.5
-    min_track_length: int = 3
-    score_cuts: dict[str, float] = field(default_factory=dict)
+    matching_fraction: ProperFraction = 0.5
+    min_track_length: Count = 3
+    score_cuts: dict[str, Probability] = field(default_factory=dict)
     eta_bins: list[float] = field(default_factory=lambda: [-4.0 + 0.4 * i for i in range(21)])
-    pt_bins: list[float] = field(
+    pt_bins: list[Positive] = field(
         default_factory=lambda: [1.0, 1.5, 2.0, 3.0, 5.0, 7.0, 10.0, 20.0, 50.0, 100.0]
     )
-    jet_dr_bins: list[float] = field(
+    jet_dr_bins: list[NonNegative] = field(
         default_factory=lambda: [0.0, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.6, 1.0]
     )
-    jet_pt_bins: list[float] = field(
+    jet_pt_bins: list[NonNegative] = field(
         default_factory=lambda: [20.0, 40.0, 60.0, 80.0, 100.0, 150.0, 200.0, 300.0, 500.0]
     )
-    jet_dr_max: float = 0.4
-    rz_bins: list[int] = field(default_factory=lambda: [25, 60])
-    formats: list[str] = field(default_factory=lambda: ["png", "pdf"])
+    jet_dr_max: Positive = 0.4
+    rz_bins: list[Count] = field(default_factory=lambda: [25, 60])
+    formats: list[Literal["png", "pdf", "svg"]] = field(default_factory=lambda: ["png", "pdf"])
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.matching_fraction < 1.0:

@@ -11,12 +11,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
 import torch
 
-from ..config import ConfigError, from_dict
+from ..config import ConfigError, Count, NonNegative, Positive, from_dict, one_of
 from ..io.event_store import Event, iter_events
 from ..io.graph_store import make_graph, write_graphs
 from .geometry import hits_to_tensors, orient_outward
@@ -37,11 +37,11 @@ class GraphConstructionConfig:
 
     method: Literal["module_map", "metric_learning"] = "module_map"
     cut: CutMode | None = None
-    tolerance: float | None = None
-    n_sigma: float | None = None
-    r_max: float | None = None
-    k_max: int | None = None
-    backend: str = "auto"
+    tolerance: NonNegative | None = None
+    n_sigma: NonNegative | None = None
+    r_max: Positive | None = None
+    k_max: Count | None = None
+    backend: Annotated[str, one_of(BACKENDS)] = "auto"
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:

@@ -21,15 +21,17 @@ import copy
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 import torch
 
-from ..config import ConfigError, from_dict
+from ..config import ConfigError, Count, NonNegative, NonNegativeInt, Positive, from_dict, one_of
 from ..io.errors import InputError
 from ..io.event_store import Event, iter_events
 from ..io.features import DEFAULT_NODE_FEATURES, DEFAULT_SCALES, node_features
 from ..models.embedding import EmbeddingMLP
+from ..models.mlp import ACTIVATIONS
 from ..training import TrainConfig, fit
 from .geometry import hits_to_tensors, orient_outward
 from .neighbours import BACKENDS, radius_graph
@@ -40,25 +42,25 @@ class MetricLearningConfig:
     """Model, loss and graph settings of metric learning (``train``: the shared loop's settings)."""
 
     node_features: list[str] = field(default_factory=lambda: list(DEFAULT_NODE_FEATURES))
-    emb_dim: int = 8
-    hidden: int = 256
-    n_layers: int = 4
-    activation: str = "tanh"
+    emb_dim: Count = 8
+    hidden: Count = 256
+    n_layers: Count = 4
+    activation: Annotated[str, one_of(ACTIVATIONS)] = "tanh"
     normalize: bool = True
     #: hinge margin and hard-negative search radius during training
-    margin: float = 0.1
+    margin: Positive = 0.1
     #: graph radius and neighbour cap stored with the model (used by validation and inference)
-    r_max: float = 0.1
-    k_max: int = 64
+    r_max: Positive = 0.1
+    k_max: Count = 64
     #: query hits per event per step (None: all hits)
-    queries_per_event: int | None = 20000
+    queries_per_event: Count | None = 20000
     #: hard negatives per query (kNN in the current embedding within ``margin``)
-    knn: int = 32
+    knn: NonNegativeInt = 32
     #: random pairs per query
-    n_random: int = 4
-    non_target_weight: float = 0.1
+    n_random: NonNegativeInt = 4
+    non_target_weight: NonNegative = 0.1
     #: neighbour search backend of the validation graphs
-    backend: str = "auto"
+    backend: Annotated[str, one_of(BACKENDS)] = "auto"
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def __post_init__(self) -> None:

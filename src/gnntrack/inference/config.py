@@ -3,9 +3,19 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Annotated, Literal
 
-from ..config import ConfigError, from_dict
+from ..config import (
+    ConfigError,
+    Count,
+    NonNegative,
+    NonNegativeInt,
+    Positive,
+    Probability,
+    ProperFraction,
+    from_dict,
+    one_of,
+)
 from ..track_building import TrackBuildingConfig
 
 
@@ -35,14 +45,14 @@ class InferenceConfig:
 
     graph_method: Literal["auto", "module_map", "metric_learning"] = "auto"
     neighbour_backend: Literal["auto", "brute", "faiss", "grid"] = "auto"
-    r_max: float | None = None
-    k_max: int | None = None
+    r_max: Positive | None = None
+    k_max: Count | None = None
     module_map_cut: Literal["minmax", "mean_rms"] | None = None
-    module_map_tolerance: float | None = None
-    module_map_n_sigma: float | None = None
+    module_map_tolerance: NonNegative | None = None
+    module_map_n_sigma: NonNegative | None = None
     filter: bool = True
-    filter_cut: float = 0.1
-    filter_chunk: int = 1_000_000
+    filter_cut: ProperFraction = 0.1
+    filter_chunk: Count = 1_000_000
     amp: Literal["none", "bf16", "fp16"] = "none"
     runtime: Literal["eager", "torchscript", "onnx", "compile"] = "eager"
     module_map_on_device: bool = True
@@ -87,15 +97,17 @@ class BenchConfig:
     plot: also write the stacked bar plot.
     """
 
-    n_events: int = 10
-    warmup: int = 2
-    variants: list[str] = field(default_factory=lambda: list(VARIANTS))
-    cpu_runtimes: list[str] = field(default_factory=lambda: list(CPU_RUNTIME_CANDIDATES))
-    runtime_probe_events: int = 2
-    max_decision_flips: float = 1e-3
-    threads: int | None = None
+    n_events: Count = 10
+    warmup: NonNegativeInt = 2
+    variants: list[Annotated[str, one_of(VARIANTS)]] = field(default_factory=lambda: list(VARIANTS))
+    cpu_runtimes: list[Annotated[str, one_of(CPU_RUNTIME_CANDIDATES)]] = field(
+        default_factory=lambda: list(CPU_RUNTIME_CANDIDATES)
+    )
+    runtime_probe_events: Count = 2
+    max_decision_flips: Probability = 1e-3
+    threads: Count | None = None
     matching: Literal["ATLAS", "one_way", "two_way"] = "ATLAS"
-    min_track_hits: int = 3
+    min_track_hits: Count = 3
     plot: bool = True
 
     def __post_init__(self) -> None:

@@ -44,7 +44,7 @@ class ConvertConfig:
     #: target particles, ``gnntrack.conditions`` syntax on the particle columns (GeV, mm)
     target: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_TARGET))
     #: HDF5 dataset compression: null, "lzf" (fast) or "gzip" (small)
-    compression: str | None = "lzf"
+    compression: Literal["lzf", "gzip"] | None = "lzf"
     #: TrackML only: detectors.csv(.gz); null -> looked up next to each event
     detectors: str | None = None
 

@@ -23,19 +23,20 @@ import torch
 from torch import nn
 
 from ..conditions import select
+from ..config import NonNegative
 
 
 @dataclass
 class WeightRule:
-    weight: float
+    weight: NonNegative
     conditions: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
 class LossConfig:
-    target_weight: float = 1.0
-    non_target_weight: float = 0.0
-    fake_weight: float = 1.0
+    target_weight: NonNegative = 1.0
+    non_target_weight: NonNegative = 0.0
+    fake_weight: NonNegative = 1.0
     weighting: list[WeightRule] = field(default_factory=list)
 
 

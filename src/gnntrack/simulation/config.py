@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Annotated
 
-from gnntrack.config import ConfigError
+from gnntrack.config import ConfigError, Count, NonNegative, NonNegativeInt, Positive, Probability, one_of
 from gnntrack.simulation.decays import MASS
 
 HARD_PROCESS_NAMES = ("ttbar", "minbias", "gun", "none")
 
 #: particles the gun can shoot: |pdg| -> (mass in GeV, charge of the positive-pdg particle)
 GUN_SPECIES = {13: (0.1056584, -1.0), **{pdg: (MASS[pdg], 1.0) for pdg in (211, 321, 2212)}}
+#: pdg ids the gun accepts: either sign of each species
+GUN_PDG_IDS = tuple(sorted(sign * pdg for pdg in GUN_SPECIES for sign in (-1, 1)))
 
 
 @dataclass
@@ -22,11 +25,12 @@ class ParticleGunConfig:
     particle can have: the sample a module map needs, at a fraction of a Pythia event's cost.
     """
 
-    n_particles: int = 1000
-    pdg: int = 211  # |pdg| of GUN_SPECIES; each particle's charge sign is drawn at random
-    pt_min: float = 1000.0  # MeV
-    pt_max: float = 100000.0  # MeV
-    eta_max: float = 4.0
+    n_particles: Count = 1000
+    #: |pdg| of GUN_SPECIES; each particle's charge sign is drawn at random
+    pdg: Annotated[int, one_of(GUN_PDG_IDS)] = 211
+    pt_min: Positive = 1000.0  # MeV
+    pt_max: Positive = 100000.0  # MeV
+    eta_max: Positive = 4.0
 
     def __post_init__(self) -> None:
         checks = [
@@ -45,30 +49,30 @@ class ParticleGunConfig:
 class SimulationConfig:
     """Defaults = the default laptop campaign. Momenta in MeV and lengths in mm, as in the ntuples."""
 
-    mu: float = 50.0  # mean number of pile-up interactions (Poisson)
-    n_events: int = 10  # events per shard (event number = shard * n_events + i)
-    seed: int = 12345  # campaign seed; each event's seed is derived from (seed, event_number)
-    run_number: int = 0
-    hard_process: str = "ttbar"  # ttbar | minbias | gun | none
+    mu: NonNegative = 50.0  # mean number of pile-up interactions (Poisson)
+    n_events: Count = 10  # events per shard (event number = shard * n_events + i)
+    seed: NonNegativeInt = 12345  # campaign seed; each event's seed is derived from (seed, event_number)
+    run_number: NonNegativeInt = 0
+    hard_process: Annotated[str, one_of(HARD_PROCESS_NAMES)] = "ttbar"
     gun: ParticleGunConfig = field(default_factory=ParticleGunConfig)  # used by hard_process gun
-    ecm: float = 14000.0  # GeV
+    ecm: Positive = 14000.0  # GeV
     pythia_settings: list[str] = field(default_factory=list)  # extra Pythia strings (both generators)
     detector: str = "config/detector/itk_like.yaml"
-    beam_spot_sigma_z: float = 50.0
-    beam_spot_sigma_xy: float = 0.01
-    pt_min: float = 100.0  # MeV: charged particles below are not propagated
-    eta_max: float = 4.5
-    max_turns: float = 3.0  # loopers are followed for at most this many turns
+    beam_spot_sigma_z: NonNegative = 50.0
+    beam_spot_sigma_xy: NonNegative = 0.01
+    pt_min: Positive = 100.0  # MeV: charged particles below are not propagated
+    eta_max: Positive = 4.5
+    max_turns: Positive = 3.0  # loopers are followed for at most this many turns
     multiple_scattering: bool = True
     decays_in_flight: bool = True  # K0S, Lambda, Sigma, Xi, Omega decay in the tracker
-    hit_inefficiency: float | None = None  # overrides every layer's (1 - efficiency) when set
-    noise_rate: float = 0.002  # noise clusters per sensor per event
-    strip_tolerance: float = 1.0  # mm beyond the strip ends accepted for strip spacepoints
+    hit_inefficiency: Probability | None = None  # overrides every layer's (1 - efficiency) when set
+    noise_rate: NonNegative = 0.002  # noise clusters per sensor per event
+    strip_tolerance: NonNegative = 1.0  # mm beyond the strip ends accepted for strip spacepoints
     # strip spacepoints also accepted for track inclinations tan(alpha) up to this across the strips
     # (side gap correction; 0.15 keeps pT > ~1 GeV tracks at r = 400 mm, ~2 GeV at r = 1 m)
-    strip_gap_tolerance: float = 0.15
-    jet_r: float = 0.4
-    jet_pt_min: float = 20000.0  # MeV
+    strip_gap_tolerance: NonNegative = 0.15
+    jet_r: Positive = 0.4
+    jet_pt_min: NonNegative = 20000.0  # MeV
     save_neutral: bool = False  # also store stable neutral particles (photons, neutrons, ...)
     # file prefix to cache Pythia's MPI initialisation (init ~7 s -> ~1 s); written on first use,
     # so point concurrent jobs at a file that already exists (or leave unset)

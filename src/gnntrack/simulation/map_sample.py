@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from gnntrack.config import ConfigError, from_dict, to_dict
+from gnntrack.config import ConfigError, Count, NonNegativeInt, from_dict, to_dict
 from gnntrack.simulation.config import ParticleGunConfig
 
 #: simulation settings that choose what an event contains rather than how the detector responds;
@@ -43,10 +43,10 @@ class MapSampleConfig:
     map; real-data campaigns ignore it (a gun sample needs the detector description).
     """
 
-    shards: int = 0  # 0 = no map sample
-    n_events: int = 500  # per shard
-    seed: int = 271828  # its own seed, so that its events are not copies of the campaign's
-    run_number: int = 1
+    shards: NonNegativeInt = 0  # 0 = no map sample
+    n_events: Count = 500  # per shard
+    seed: NonNegativeInt = 271828  # its own seed, so that its events are not copies of the campaign's
+    run_number: NonNegativeInt = 1
     gun: ParticleGunConfig = field(default_factory=ParticleGunConfig)
 
     def __post_init__(self) -> None:

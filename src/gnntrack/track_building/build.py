@@ -15,7 +15,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from ..config import from_dict
+from ..config import Count, Probability, from_dict
 from .components import connected_components
 from .tracks import Tracks
 from .walkthrough import walk_tracks
@@ -36,9 +36,9 @@ class TrackBuildingConfig:
     """
 
     method: Literal["cc", "walkthrough"] = "cc"
-    score_cut: float | None = None
-    walk_score_cut: float | None = None
-    min_hits: int = 3
+    score_cut: Probability | None = None
+    walk_score_cut: Probability | None = None
+    min_hits: Count = 3
     backend: Literal["auto", "scipy", "torch", "cugraph"] = "auto"
 
     def __post_init__(self) -> None:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Annotated, Literal
+
+from ..config import Count, NonNegative, NonNegativeInt, Positive, Probability, Rule
 
 
 @dataclass
@@ -14,33 +16,35 @@ class TrainConfig:
     item once in a seeded random order, capped at ``max_steps_per_epoch``.
     """
 
-    epochs: int = 10
+    epochs: Count = 10
     optimizer: Literal["adam", "adamw", "sgd"] = "adamw"
-    lr: float = 1e-3
-    weight_decay: float = 0.0
+    lr: Positive = 1e-3
+    weight_decay: NonNegative = 0.0
     amsgrad: bool = False  # adam/adamw: AMSGrad variant (max of past second moments)
-    momentum: float = 0.9  # sgd only
+    momentum: Probability = 0.9  # sgd only
     #: learning-rate decay; "none", "step" and "cosine" are applied per optimiser step
     #: (cosine over all steps of the run), "plateau" once per epoch on the monitored metric
     scheduler: Literal["none", "step", "cosine", "plateau"] = "none"
     #: linear warm-up from lr/steps to lr over this many epochs (fractions allowed); not with plateau
-    warmup_epochs: float = 0.0
-    step_size: int = 10  # step: epochs between decays
-    gamma: float = 0.5  # step/plateau: decay factor
-    min_lr: float = 0.0  # cosine: final lr; plateau: floor
-    plateau_patience: int = 2
-    max_steps_per_epoch: int | None = None
-    grad_clip: float | None = None  # max gradient L2 norm
+    warmup_epochs: NonNegative = 0.0
+    step_size: Count = 10  # step: epochs between decays
+    gamma: Annotated[float, Rule(exclusive_minimum=0, exclusive_maximum=1)] = (
+        0.5  # step/plateau: decay factor
+    )
+    min_lr: NonNegative = 0.0  # cosine: final lr; plateau: floor
+    plateau_patience: NonNegativeInt = 2
+    max_steps_per_epoch: Count | None = None
+    grad_clip: Positive | None = None  # max gradient L2 norm
     #: "auto": bf16 autocast on a GPU that supports it, else fp16 + GradScaler; fp32 on CPU.
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
-    seed: int = 0
+    seed: NonNegativeInt = 0
     #: deterministic kernels (``torch.use_deterministic_algorithms``): bit-identical GPU reruns
     #: and resumes at some speed cost; CPU runs are deterministic anyway
     deterministic: bool = False
     #: key of the task's ``evaluate`` dict (or "train_loss") that selects the best checkpoint
     monitor: str = "loss"
     mode: Literal["min", "max"] = "min"
-    early_stopping_patience: int | None = None  # epochs without improvement before stopping
+    early_stopping_patience: Count | None = None  # epochs without improvement before stopping
     resume: bool = True  # continue from ``<output>.last`` when it exists and matches
     progress: Literal["auto", "on", "off"] = "auto"  # tqdm bars; "auto" = only on a terminal
     tensorboard: bool = False  # writes ``<output>.tb/`` when the tensorboard package is importable

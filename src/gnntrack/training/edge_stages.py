@@ -11,20 +11,22 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated, Literal
 
 import numpy as np
 import torch
 from torch import nn
 
-from ..config import from_dict
+from ..config import Count, Positive, Probability, ProperFraction, from_dict, one_of
 from ..io.errors import InputError
 from ..io.event_store import read_event
 from ..io.features import DEFAULT_NODE_FEATURES, node_features
 from ..io.graph_store import Graph, iter_graphs, write_graphs
-from ..models.edge_features import EDGE_FEATURES
+from ..models.edge_features import ALL_EDGE_FEATURES, EDGE_FEATURES
 from ..models.filter import FilterModel
 from ..models.interaction_gnn import InteractionGNN
 from ..models.losses import LossConfig
+from ..models.mlp import ACTIVATIONS
 from ..models.registry import load_checkpoint, load_model, save_checkpoint
 from ..track_building.build import DEFAULT_SCORE_CUT
 from .checkpoint import seed_everything
@@ -39,58 +41,63 @@ from .working_point import WorkingPointConfig, choose_working_point
 
 log = logging.getLogger(__name__)
 
+Activation = Annotated[str, one_of(ACTIVATIONS)]
+EdgeFeature = Annotated[str, one_of(ALL_EDGE_FEATURES)]
+
 
 @dataclass
 class FilterConfig:
     node_features: list[str] = field(default_factory=lambda: list(DEFAULT_NODE_FEATURES))
-    feature_scales: dict[str, float] = field(default_factory=dict)  # overrides io.features.DEFAULT_SCALES
-    edge_features: list[str] = field(default_factory=lambda: list(EDGE_FEATURES))
+    feature_scales: dict[str, Positive] = field(default_factory=dict)  # overrides io.features.DEFAULT_SCALES
+    edge_features: list[EdgeFeature] = field(default_factory=lambda: list(EDGE_FEATURES))
     #: node columns the encoder does not see (edge features still use them); see models.base
     encoder_exclude: list[str] = field(default_factory=list)
-    hidden: int = 256
-    n_layers: int = 3
-    activation: str = "silu"
+    hidden: Count = 256
+    n_layers: Count = 3
+    activation: Activation = "silu"
     layer_norm: bool = True
-    dropout: float = 0.0
+    dropout: ProperFraction = 0.0
     loss: LossConfig = field(default_factory=LossConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     regions: RegionConfig = field(default_factory=RegionConfig)
-    max_edges_per_step: int | None = 200_000  # random edge subset per training step
-    score_cut: float = 0.1  # apply_filter keeps edges with score >= cut; also the validation working point
-    chunk_size: int = 1_000_000  # edges per forward pass when scoring (bounds memory)
-    max_train_events: int | None = None
-    max_val_events: int | None = None
+    max_edges_per_step: Count | None = 200_000  # random edge subset per training step
+    #: apply_filter keeps edges with score >= cut; also the validation working point and inference's
+    #: filter_cut, hence below 1
+    score_cut: ProperFraction = 0.1
+    chunk_size: Count = 1_000_000  # edges per forward pass when scoring (bounds memory)
+    max_train_events: Count | None = None
+    max_val_events: Count | None = None
 
 
 @dataclass
 class GNNConfig:
     node_features: list[str] = field(default_factory=lambda: list(DEFAULT_NODE_FEATURES))
-    feature_scales: dict[str, float] = field(default_factory=dict)
-    edge_features: list[str] = field(default_factory=lambda: list(EDGE_FEATURES))
+    feature_scales: dict[str, Positive] = field(default_factory=dict)
+    edge_features: list[EdgeFeature] = field(default_factory=lambda: list(EDGE_FEATURES))
     #: node columns the encoder does not see (edge features still use them); see models.base
     encoder_exclude: list[str] = field(default_factory=list)
-    hidden: int = 128
-    n_graph_iters: int = 8
-    n_node_layers: int = 2
-    n_edge_layers: int = 2
+    hidden: Count = 128
+    n_graph_iters: Count = 8
+    n_node_layers: Count = 2
+    n_edge_layers: Count = 2
     recurrent: bool = True
-    aggregation: str = "sum"
-    activation: str = "silu"
+    aggregation: Literal["sum", "mean"] = "sum"
+    activation: Activation = "silu"
     layer_norm: bool = True
-    dropout: float = 0.0
+    dropout: ProperFraction = 0.0
     checkpointing: bool = False  # gradient checkpointing of the message-passing iterations
     concat_inputs: bool = False  # initial node/edge encodings appended to every step's input
     edge_first: bool = False  # each step updates edges before nodes
     residual: bool = True  # steps add to the latents (else replace them)
-    decoder: str = "pair"  # pair: classify from [h_src, h_dst, e]; edge: from the edge latent alone
+    decoder: Literal["pair", "edge"] = "pair"  # pair: classify from [h_src, h_dst, e]; edge: from the edge latent alone
     loss: LossConfig = field(default_factory=LossConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     regions: RegionConfig = field(default_factory=RegionConfig)
-    score_cut: float = 0.5  # cut of the per-epoch validation metrics; the "fixed" working point
+    score_cut: Probability = 0.5  # cut of the per-epoch validation metrics; the "fixed" working point
     #: the edge cut stored with the model, chosen on validation events after training
     working_point: WorkingPointConfig = field(default_factory=WorkingPointConfig)
-    max_train_events: int | None = None
-    max_val_events: int | None = None
+    max_train_events: Count | None = None
+    max_val_events: Count | None = None
 
 
 def build_filter(cfg: FilterConfig) -> FilterModel:

@@ -18,15 +18,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..config import Count, NonNegative
+
 
 @dataclass
 class RegionConfig:
-    n_eta: int = 1
-    n_phi: int = 1
+    n_eta: Count = 1
+    n_phi: Count = 1
     eta_min: float = -4.0  # inner bin edges; the outermost bins extend to ±inf
     eta_max: float = 4.0
-    eta_margin: float = 0.2
-    phi_margin: float = 0.15  # rad; covers the bending of ~1 GeV tracks between layers
+    eta_margin: NonNegative = 0.2
+    phi_margin: NonNegative = 0.15  # rad; covers the bending of ~1 GeV tracks between layers
 
     @property
     def n_regions(self) -> int:

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from ..conditions import select
+from ..config import Count, Probability
 from ..evaluation.config import DEFAULT_TARGET
 from ..evaluation.matching import Rates, apply_style, event_rates, filter_tracks, match_pairs
 from ..io.errors import InputError
@@ -45,11 +46,11 @@ class WorkingPointConfig:
     """How the GNN's score cut is chosen after training (see module docstring)."""
 
     criterion: Literal["two_way", "masked_purity", "fixed"] = "two_way"
-    purity: float = 0.95  # masked_purity criterion
-    cuts: list[float] = field(default_factory=lambda: list(DEFAULT_CUTS))
+    purity: Probability = 0.95  # masked_purity criterion
+    cuts: list[Probability] = field(default_factory=lambda: list(DEFAULT_CUTS))
     method: Literal["cc", "walkthrough"] = "cc"  # track building used for the two_way scan
-    min_hits: int = 3
-    max_events: int | None = 10  # validation events scanned
+    min_hits: Count = 3
+    max_events: Count | None = 10  # validation events scanned
 
 
 @torch.no_grad()
