@@ -209,7 +209,9 @@ _COMPRESSION = {
 def write_gnn4itk(path: str | Path, events: Iterable[Mapping], compression: str | None = "zlib") -> None:
     """Write ``events`` (GNN4ITk in-memory dicts) to a ROOT file with one TTree entry per event.
 
-    The file appears only when complete (``atomic_output``). Branches outside the schema are not
+    The file appears only when complete (``atomic_output``), and its bytes depend only on the
+    events, ``compression``, the file name and ``SOURCE_DATE_EPOCH``: not on the process or the
+    directory that wrote it. Branches outside the schema are not
     written; events without ``Jet_*`` get empty jet collections. ``compression``: "zlib" (level
     1, uproot's default), "lzma", "lz4", "zstd" or None.
     """
@@ -217,7 +219,7 @@ def write_gnn4itk(path: str | Path, events: Iterable[Mapping], compression: str 
         raise ValueError(f"compression {compression!r} is not one of {list(_COMPRESSION)}")
     path = Path(path)
     with (
-        atomic_output(path) as tmp,
+        atomic_output(path, keep_name=True) as tmp,  # the name ROOT records is the output's
         _reproducible_header(path.name) as uuid_function,
         uproot.recreate(tmp, compression=_COMPRESSION[compression](), uuid_function=uuid_function) as f,
     ):
