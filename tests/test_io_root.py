@@ -20,7 +20,7 @@ from gnntrack.io import gnn4itk_schema as S
 from gnntrack.io.convert import event_from_gnn4itk, run_convert
 from gnntrack.io.errors import InputError
 from gnntrack.io.root_reader import _events_of_chunk, _plan, iter_gnn4itk, read_gnn4itk
-from gnntrack.io.root_writer import LINK_COUNT, LINK_FLAT, write_gnn4itk
+from gnntrack.io.root_writer import CHECKSUM, LINK_COUNT, LINK_FLAT, write_gnn4itk
 
 _DTYPES = {**S.PARTICLE_BRANCHES, **S.SPACEPOINT_BRANCHES, **S.CLUSTER_BRANCHES, **S.JET_BRANCHES}
 
@@ -104,9 +104,13 @@ def test_write_read_round_trip_is_exact(tmp_path):
     assert not list(tmp_path.glob(".*tmp*"))
 
 
-def _rewrite(src, dst, drop=(), change=None, extra=None, tree=S.TREE_NAME):
-    """Copy a file's branches into a plain uproot TTree, with edits (to make bad or foreign files)."""
+def _rewrite(src, dst, drop=(), change=None, extra=None, tree=S.TREE_NAME, keep_checksum=False):
+    """Copy a file's branches into a plain uproot TTree, with edits (to make bad or foreign files).
+
+    The per-entry checksum is dropped unless ``keep_checksum`` (then edits no longer match it).
+    """
     arrays = uproot.open(src)[S.TREE_NAME].arrays(library="ak")
+    drop = tuple(drop) + (() if keep_checksum else (CHECKSUM,))
     data = {f: arrays[f] for f in arrays.fields if not f.startswith("n") and f not in drop}
     data.update(change or {})
     data.update(extra or {})
@@ -277,23 +281,26 @@ def test_rntuple_and_ttree_give_identical_events(tmp_path):
     default.parent.mkdir()
     with uproot.recreate(default) as f:
         f[S.TREE_NAME] = atlas_columns(events)
+    ours = tmp_path / "ours" / "dump.root"  # root_writer's RNTuple: ATLAS types plus checksums
+    write_gnn4itk(ours, events, kind="rntuple")
     kinds = {"TTree": uproot.behaviors.TTree.TTree, "RNTuple": uproot.behaviors.RNTuple.RNTuple}
-    for path, kind in ((tree, "TTree"), (ntuple, "RNTuple"), (default, "RNTuple")):
+    for path, kind in ((tree, "TTree"), (ntuple, "RNTuple"), (default, "RNTuple"), (ours, "RNTuple")):
         assert isinstance(uproot.open(path)[S.TREE_NAME], kinds[kind]), path
+    assert "CLhardware" in set(uproot.open(ours)[S.TREE_NAME].keys())
     ref = read_gnn4itk(tree)
     assert any(len(x) > 1 for x in ref[0]["CLparticleLink_barcode"])  # vector<vector<int>> exercised
-    for path in (ntuple, default):
+    for path in (ntuple, default, ours):
         back = read_gnn4itk(path)
         assert len(back) == len(ref)
         for a, b in zip(ref, back):
             _assert_same(a, b)
     # the converter reads identical events from all three: same shard contents
     shards = {}
-    for path in (tree, ntuple, default):
+    for path in (tree, ntuple, default, ours):
         out = path.parent / "events.h5"
         run_convert([path], out)
         shards[path] = h5_contents(out)
-    assert shards[tree] == shards[ntuple] == shards[default]
+    assert shards[tree] == shards[ntuple] == shards[default] == shards[ours]
     assert sum(k.endswith("/hits/x") for k in shards[tree]) == 3
 
 
@@ -373,7 +380,7 @@ import os, sys
 sys.path.insert(0, {tests!r})
 from test_io_rawgen import make_raw_event
 from gnntrack.io.root_writer import write_gnn4itk
-write_gnn4itk(sys.argv[1], [make_raw_event(seed=s, event_number=s) for s in range(2)])
+write_gnn4itk(sys.argv[1], [make_raw_event(seed=s, event_number=s) for s in range(2)], kind=sys.argv[2])
 print(os.getpid())
 """
 
@@ -386,14 +393,15 @@ def _python_env():
     return env
 
 
-def test_same_events_give_identical_bytes_in_two_processes(tmp_path):
+@pytest.mark.parametrize("kind", ["ttree", "rntuple"])
+def test_same_events_give_identical_bytes_in_two_processes(tmp_path, kind):
     """The temporary name (with the writer's PID) must not reach the file: ROOT records the name."""
     script = _WRITE_SCRIPT.format(tests=str(Path(__file__).parent))
     outputs, pids = [], set()
     for d in ("one", "two"):
         out = tmp_path / d / "shard.root"
         res = subprocess.run(
-            [sys.executable, "-c", script, str(out)],
+            [sys.executable, "-c", script, str(out), kind],
             env=_python_env(),
             capture_output=True,
             text=True,
@@ -405,7 +413,7 @@ def test_same_events_give_identical_bytes_in_two_processes(tmp_path):
     assert outputs[0] == outputs[1]
     # and the same bytes as a write in this process
     here = tmp_path / "three" / "shard.root"
-    write_gnn4itk(here, [make_raw_event(seed=s, event_number=s) for s in range(2)])
+    write_gnn4itk(here, [make_raw_event(seed=s, event_number=s) for s in range(2)], kind=kind)
     assert here.read_bytes() == outputs[0]
     assert sorted(p.name for p in here.parent.iterdir()) == ["shard.root"]  # no temporary left
 
@@ -452,3 +460,28 @@ def test_stale_temporary_of_a_killed_writer_is_removed_on_the_next_write(tmp_pat
     assert other_host.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([out.name, other_host.name])
     assert len(read_gnn4itk(out)) == 1
+
+
+def test_checksum_catches_damage_that_decodes_as_valid_data(good_file, tmp_path):
+    """A flipped bit in an uncompressed basket (no zlib check: ROOT stores a basket raw when
+    compression does not shrink it, or with compression=None) is caught by the entry CRC."""
+    plain = tmp_path / "plain" / good_file.name
+    write_gnn4itk(plain, [make_raw_event(seed=s, event_number=10 + s) for s in range(2)], compression=None)
+    branch = uproot.open(plain)[S.TREE_NAME]["SPx"]
+    assert branch.basket(0).compressed_bytes == branch.basket(0).uncompressed_bytes
+    seek = int(branch.member("fBasketSeek")[0])
+    data = bytearray(plain.read_bytes())
+    data[seek + branch.basket(0).member("fKeylen") + 3] ^= 0x01  # low mantissa bit: still plausible
+    bad = tmp_path / "flip" / good_file.name
+    bad.parent.mkdir()
+    bad.write_bytes(bytes(data))
+    t = uproot.open(bad)[S.TREE_NAME]
+    before, after = uproot.open(plain)[S.TREE_NAME]["SPx"].array(), t["SPx"].array()
+    assert ak.any(before != after) and ak.all(np.isfinite(ak.flatten(after)))  # decodes, differs
+    _expect(bad, field=CHECKSUM, match="checksum")
+    # an edited value with the old checksum kept: caught and named
+    y = uproot.open(good_file)[S.TREE_NAME]["CLz"].array().to_list()
+    y[1][0] += 1.0
+    edited = tmp_path / "edited.root"
+    _rewrite(good_file, edited, change={"CLz": ak.Array(y)}, keep_checksum=True)
+    _expect(edited, field=CHECKSUM, event="42_11")

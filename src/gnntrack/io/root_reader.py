@@ -37,7 +37,7 @@ from .gnn4itk_schema import (
     SPACEPOINT_BRANCHES,
     TREE_NAME,
 )
-from .root_writer import HARDWARE_CHARS, HARDWARE_LEN, LINK_COUNT, LINK_FLAT
+from .root_writer import CHECKSUM, HARDWARE_CHARS, HARDWARE_LEN, LINK_COUNT, LINK_FLAT, event_checksum
 
 _NUMERIC_CLUSTER = {k: v for k, v in CLUSTER_BRANCHES.items() if k != "CLhardware"}
 _HARDWARE_NAMES = (b"PIXEL", b"STRIP")
@@ -123,6 +123,7 @@ def _plan(tree, path: Path) -> dict:
             "incomplete jet branches", file=path, field=next(b for b in JET_BRANCHES if b not in names)
         )
     plan["jets"] = list(JET_BRANCHES) if present_jets else []
+    plan["checksum"] = CHECKSUM in names  # files of root_writer: verify every entry
     return plan
 
 
@@ -133,6 +134,8 @@ def _branch_list(plan) -> list[str]:
         out += list(CLUSTER_LINK_BRANCHES)
     else:
         out += [LINK_COUNT] + [LINK_FLAT[b] for b in CLUSTER_LINK_BRANCHES]
+    if plan.get("checksum"):
+        out.append(CHECKSUM)
     return out
 
 
@@ -260,9 +263,9 @@ def iter_gnn4itk(path: str | Path, links: Literal["lists", "flat"] = "lists") ->
 def _events_of_chunk(chunk, plan, path, entry0, links) -> Iterator[dict]:
     n = len(chunk)
     scalars = {}
-    for b in plan["scalar"]:
+    for b in plan["scalar"] + ([CHECKSUM] if plan.get("checksum") else []):
         try:
-            scalars[b] = ak.to_numpy(chunk[b]).astype(EVENT_BRANCHES[b])
+            scalars[b] = ak.to_numpy(chunk[b]).astype(EVENT_BRANCHES.get(b, np.uint32))
         except Exception as exc:
             raise InputError(
                 f"not a scalar branch ({exc})", file=path, event=f"entry {entry0}", field=b
@@ -391,6 +394,17 @@ def _events_of_chunk(chunk, plan, path, entry0, links) -> Iterator[dict]:
                         f"length {jag[b].count(i)} != {n_jet} of Jet_pt", file=path, event=label, field=b
                     )
                 ev[b] = jag[b](i).astype(dtypes[b], copy=False)
+        if plan.get("checksum"):
+            content = {k: v for k, v in ev.items() if k != "CLhardware"}
+            content.update({HARDWARE_LEN: lengths, HARDWARE_CHARS: chars, LINK_COUNT: counts})
+            content.update({LINK_FLAT[b]: flats[b] for b in CLUSTER_LINK_BRANCHES})
+            if event_checksum(content) != int(scalars[CHECKSUM][i]):
+                raise InputError(
+                    "entry does not match the checksum written with it (damaged file)",
+                    file=path,
+                    event=label,
+                    field=CHECKSUM,
+                )
         _check_event(ev, path, label)
         if links == "flat":
             ev[LINK_COUNT] = counts
