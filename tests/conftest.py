@@ -12,6 +12,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from synthetic import make_event  # noqa: E402
 
 SHARED_DIR = Path(__file__).resolve().parents[1].parent / "shared"
+TEST_DATA = Path(__file__).resolve().parent / "data"
 
 
 @pytest.fixture
@@ -22,3 +23,9 @@ def synthetic_event():
 @pytest.fixture
 def shared_dir() -> Path:
     return SHARED_DIR
+
+
+@pytest.fixture
+def trackml_sample() -> Path:
+    """One real TrackML event (5,527 hits, gzipped CSV, with detectors.csv.gz) kept in the repository."""
+    return TEST_DATA / "trackml_sample"

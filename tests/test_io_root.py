@@ -1,18 +1,71 @@
-"""GNN4ITk ROOT writer/reader: exact round-trip, both branch encodings, clear errors on bad input."""
+"""GNN4ITk ROOT writer/reader: exact round-trip, TTree and RNTuple, both branch encodings, clear
+errors on bad input, byte-identical shards across processes, stale temporaries cleaned."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
 import awkward as ak
+import h5py
 import numpy as np
 import pytest
 import uproot
 from test_io_rawgen import make_raw_event
 
 from gnntrack.io import gnn4itk_schema as S
-from gnntrack.io.convert import run_convert
+from gnntrack.io.convert import event_from_gnn4itk, run_convert
 from gnntrack.io.errors import InputError
 from gnntrack.io.root_reader import _events_of_chunk, _plan, iter_gnn4itk, read_gnn4itk
-from gnntrack.io.root_writer import write_gnn4itk
+from gnntrack.io.root_writer import CHECKSUM, LINK_COUNT, LINK_FLAT, write_gnn4itk
+
+_DTYPES = {**S.PARTICLE_BRANCHES, **S.SPACEPOINT_BRANCHES, **S.CLUSTER_BRANCHES, **S.JET_BRANCHES}
+
+
+def atlas_columns(events, drop=()) -> dict:
+    """Events as the columns of a real dump: ``vector<string>`` hardware, ``vector<vector<int>>`` links."""
+    fields = {}
+    for name in S.ALL_BRANCHES:
+        if name in drop or not all(name in ev for ev in events):
+            continue
+        vals = [ev[name] for ev in events]
+        if name == "CLhardware":
+            fields[name] = ak.Array([np.asarray(v).astype(str).tolist() for v in vals])
+        elif name in S.CLUSTER_LINK_BRANCHES:
+            fields[name] = ak.values_astype(ak.Array([[x.tolist() for x in v] for v in vals]), np.int32)
+        elif name in S.EVENT_BRANCHES:
+            fields[name] = np.array(vals, dtype=S.EVENT_BRANCHES[name])
+        else:
+            fields[name] = ak.values_astype(ak.Array([np.asarray(v).tolist() for v in vals]), _DTYPES[name])
+    return fields
+
+
+def write_rntuple(path, events, drop=()) -> Path:
+    """A GNN4ITk RNTuple with the ATLAS types (uproot writes RNTuple, not TTree, for these)."""
+    cols = atlas_columns(events, drop)
+    types = {k: (v.type.content if isinstance(v, ak.Array) else v.dtype) for k, v in cols.items()}
+    with uproot.recreate(path) as f:
+        f.mkrntuple(S.TREE_NAME, types).extend(cols)
+    return Path(path)
+
+
+def h5_contents(path) -> dict:
+    """Every dataset (dtype, shape, bytes) and attribute of an HDF5 file, by its HDF5 path."""
+    out = {}
+
+    def visit(name, obj):
+        out[name + "@attrs"] = {k: np.asarray(v).tolist() for k, v in obj.attrs.items()}
+        if isinstance(obj, h5py.Dataset):
+            data = obj[()]
+            out[name] = (str(data.dtype), data.shape, np.asarray(data).tobytes())
+
+    with h5py.File(path, "r") as f:
+        visit("", f)
+        f.visititems(visit)
+    return out
 
 
 def _assert_same(a: dict, b: dict):
@@ -51,9 +104,13 @@ def test_write_read_round_trip_is_exact(tmp_path):
     assert not list(tmp_path.glob(".*tmp*"))
 
 
-def _rewrite(src, dst, drop=(), change=None, extra=None, tree=S.TREE_NAME):
-    """Copy a file's branches into a plain uproot TTree, with edits (to make bad or foreign files)."""
+def _rewrite(src, dst, drop=(), change=None, extra=None, tree=S.TREE_NAME, keep_checksum=False):
+    """Copy a file's branches into a plain uproot TTree, with edits (to make bad or foreign files).
+
+    The per-entry checksum is dropped unless ``keep_checksum`` (then edits no longer match it).
+    """
     arrays = uproot.open(src)[S.TREE_NAME].arrays(library="ak")
+    drop = tuple(drop) + (() if keep_checksum else (CHECKSUM,))
     data = {f: arrays[f] for f in arrays.fields if not f.startswith("n") and f not in drop}
     data.update(change or {})
     data.update(extra or {})
@@ -211,3 +268,220 @@ def test_writer_rejects_inconsistent_event_and_leaves_no_file(tmp_path):
         write_gnn4itk(path, [make_raw_event(seed=1), ev])
     assert info.value.field == "SPz"
     assert not path.exists() and not list(tmp_path.iterdir())
+
+
+# --------------------------------------------------------------------------- TTree and RNTuple
+def test_rntuple_and_ttree_give_identical_events(tmp_path):
+    events = [make_raw_event(seed=s, event_number=s, merge_distance=8.0) for s in range(3)]
+    tree = tmp_path / "tree" / "dump.root"
+    tree.parent.mkdir()
+    write_gnn4itk(tree, events)
+    ntuple = write_rntuple(tmp_path / "ntuple" / "dump.root", events)
+    default = tmp_path / "default" / "dump.root"  # uproot >= 5.7: a dict assigned -> RNTuple
+    default.parent.mkdir()
+    with uproot.recreate(default) as f:
+        f[S.TREE_NAME] = atlas_columns(events)
+    ours = tmp_path / "ours" / "dump.root"  # root_writer's RNTuple: ATLAS types plus checksums
+    write_gnn4itk(ours, events, kind="rntuple")
+    kinds = {"TTree": uproot.behaviors.TTree.TTree, "RNTuple": uproot.behaviors.RNTuple.RNTuple}
+    for path, kind in ((tree, "TTree"), (ntuple, "RNTuple"), (default, "RNTuple"), (ours, "RNTuple")):
+        assert isinstance(uproot.open(path)[S.TREE_NAME], kinds[kind]), path
+    assert "CLhardware" in set(uproot.open(ours)[S.TREE_NAME].keys())
+    ref = read_gnn4itk(tree)
+    assert any(len(x) > 1 for x in ref[0]["CLparticleLink_barcode"])  # vector<vector<int>> exercised
+    for path in (ntuple, default, ours):
+        back = read_gnn4itk(path)
+        assert len(back) == len(ref)
+        for a, b in zip(ref, back):
+            _assert_same(a, b)
+    # the converter reads identical events from all three: same shard contents
+    shards = {}
+    for path in (tree, ntuple, default, ours):
+        out = path.parent / "events.h5"
+        run_convert([path], out)
+        shards[path] = h5_contents(out)
+    assert shards[tree] == shards[ntuple] == shards[default] == shards[ours]
+    assert sum(k.endswith("/hits/x") for k in shards[tree]) == 3
+
+
+def test_dump_without_unused_branches_reads_and_converts_the_same(tmp_path):
+    events = [make_raw_event(seed=s, event_number=s) for s in range(2)]
+    full = write_rntuple(tmp_path / "full" / "dump.root", events)
+    lean = write_rntuple(tmp_path / "lean" / "dump.root", events, drop=S.UNUSED_BRANCHES)
+    fields = set(uproot.open(lean)[S.TREE_NAME].keys())
+    assert "CLloc_direction1" not in fields and "SPx" in fields
+    back = read_gnn4itk(lean)
+    assert not set(S.UNUSED_BRANCHES) & set(back[0])
+    for a, b in zip(read_gnn4itk(full), back):
+        for name in S.UNUSED_BRANCHES:
+            a.pop(name)
+        _assert_same(a, b)
+    for path in (full, lean):
+        run_convert([path], path.parent / "events.h5")
+    assert h5_contents(full.parent / "events.h5") == h5_contents(lean.parent / "events.h5")
+    # the same for a TTree of the root_writer encoding
+    good = tmp_path / "good.root"
+    write_gnn4itk(good, events)
+    lean_tree = tmp_path / "lean_tree.root"
+    _rewrite(good, lean_tree, drop=S.UNUSED_BRANCHES)
+    assert len(read_gnn4itk(lean_tree)) == 2
+
+
+def test_required_branches_are_exactly_what_convert_reads():
+    """REQUIRED_BRANCHES is not a guess: it is the set of branches event_from_gnn4itk looks up."""
+    raw = make_raw_event(seed=5, event_number=5)  # nested-link form, as read_gnn4itk(links="lists")
+    seen = set()
+
+    class Recording(dict):
+        def __getitem__(self, key):
+            seen.add(key)
+            return super().__getitem__(key)
+
+        def get(self, key, default=None):
+            seen.add(key)
+            return super().get(key, default)
+
+        def __contains__(self, key):
+            seen.add(key)
+            return super().__contains__(key)
+
+    event_from_gnn4itk(Recording(raw))
+    encodings = {LINK_COUNT, *LINK_FLAT.values()}
+    used = {b for b in seen if b not in encodings and b not in S.JET_BRANCHES}
+    assert used == set(S.REQUIRED_BRANCHES), used ^ set(S.REQUIRED_BRANCHES)
+    assert not used & set(S.UNUSED_BRANCHES)
+
+
+def test_rntuple_missing_required_field_and_wrong_object(tmp_path):
+    events = [make_raw_event(seed=1, event_number=1)]
+    path = write_rntuple(tmp_path / "nospz.root", events, drop=("SPz",))
+    _expect(path, field="SPz", match="missing required branch")
+    nolink = write_rntuple(tmp_path / "nolink.root", events, drop=("CLparticleLink_eventIndex",))
+    _expect(nolink, field="CLparticleLink_eventIndex", match="missing required branch")
+    hist = tmp_path / "hist.root"
+    with uproot.recreate(hist) as f:
+        f[S.TREE_NAME] = np.histogram(np.arange(10.0), bins=5)
+    _expect(hist, field=S.TREE_NAME, match="not a TTree or an RNTuple")
+    # an RNTuple whose hardware field is not strings: a named error, not a library traceback
+    cols = atlas_columns(events)
+    cols["CLhardware"] = ak.values_astype(ak.ones_like(cols["CLx"]), np.float32)
+    wrong = tmp_path / "wrong.root"
+    with uproot.recreate(wrong) as f:
+        f.mkrntuple(
+            S.TREE_NAME,
+            {k: (v.type.content if isinstance(v, ak.Array) else v.dtype) for k, v in cols.items()},
+        ).extend(cols)
+    _expect(wrong, field="CLhardware", match="strings")
+
+
+# --------------------------------------------------------------------------- reproducible, atomic shards
+_WRITE_SCRIPT = """
+import os, sys
+sys.path.insert(0, {tests!r})
+from test_io_rawgen import make_raw_event
+from gnntrack.io.root_writer import write_gnn4itk
+write_gnn4itk(sys.argv[1], [make_raw_event(seed=s, event_number=s) for s in range(2)], kind=sys.argv[2])
+print(os.getpid())
+"""
+
+
+def _python_env():
+    env = dict(os.environ)
+    src = str(Path(S.__file__).resolve().parents[2])  # the gnntrack package under test
+    env["PYTHONPATH"] = os.pathsep.join([src] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+    env.pop("SOURCE_DATE_EPOCH", None)
+    return env
+
+
+@pytest.mark.parametrize("kind", ["ttree", "rntuple"])
+def test_same_events_give_identical_bytes_in_two_processes(tmp_path, kind):
+    """The temporary name (with the writer's PID) must not reach the file: ROOT records the name."""
+    script = _WRITE_SCRIPT.format(tests=str(Path(__file__).parent))
+    outputs, pids = [], set()
+    for d in ("one", "two"):
+        out = tmp_path / d / "shard.root"
+        res = subprocess.run(
+            [sys.executable, "-c", script, str(out), kind],
+            env=_python_env(),
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        pids.add(res.stdout.strip())
+        outputs.append(out.read_bytes())
+    assert len(pids) == 2  # really two processes
+    assert outputs[0] == outputs[1]
+    # and the same bytes as a write in this process
+    here = tmp_path / "three" / "shard.root"
+    write_gnn4itk(here, [make_raw_event(seed=s, event_number=s) for s in range(2)], kind=kind)
+    assert here.read_bytes() == outputs[0]
+    assert sorted(p.name for p in here.parent.iterdir()) == ["shard.root"]  # no temporary left
+
+
+_KILLED_SCRIPT = """
+import sys, time
+from gnntrack.io.atomic import atomic_output
+with atomic_output(sys.argv[1], keep_name=sys.argv[2] == "dir") as tmp:
+    tmp.write_bytes(b"half a file")
+    print(tmp, flush=True)
+    time.sleep(600)
+"""
+
+
+@pytest.mark.parametrize("kind", ["file", "dir"])
+def test_stale_temporary_of_a_killed_writer_is_removed_on_the_next_write(tmp_path, kind):
+    out = tmp_path / "shard.root"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _KILLED_SCRIPT, str(out), kind],
+        env=_python_env(),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        tmp = Path(proc.stdout.readline().strip())
+        assert tmp.exists() and str(proc.pid) in str(tmp)
+        # a temporary of a live process is left alone
+        write_gnn4itk(out, [make_raw_event(seed=1)])
+        assert tmp.exists()
+        out.unlink()
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()  # reaped: the PID no longer exists
+        proc.stdout.close()
+    stale = tmp if kind == "file" else tmp.parent
+    assert stale.name.startswith(".shard.root.tmp-") and stale.exists() and not out.exists()
+    # old-style name of a dead process, and one of another host (its PID means nothing here)
+    legacy = tmp_path / f".shard.root.tmp-{proc.pid}"
+    legacy.write_bytes(b"x")
+    other_host = tmp_path / f".shard.root.tmp-otherhost.example-{proc.pid}"
+    other_host.write_bytes(b"x")
+    write_gnn4itk(out, [make_raw_event(seed=1)])
+    assert not stale.exists() and not legacy.exists()
+    assert other_host.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([out.name, other_host.name])
+    assert len(read_gnn4itk(out)) == 1
+
+
+def test_checksum_catches_damage_that_decodes_as_valid_data(good_file, tmp_path):
+    """A flipped bit in an uncompressed basket (no zlib check: ROOT stores a basket raw when
+    compression does not shrink it, or with compression=None) is caught by the entry CRC."""
+    plain = tmp_path / "plain" / good_file.name
+    write_gnn4itk(plain, [make_raw_event(seed=s, event_number=10 + s) for s in range(2)], compression=None)
+    branch = uproot.open(plain)[S.TREE_NAME]["SPx"]
+    assert branch.basket(0).compressed_bytes == branch.basket(0).uncompressed_bytes
+    seek = int(branch.member("fBasketSeek")[0])
+    data = bytearray(plain.read_bytes())
+    data[seek + branch.basket(0).member("fKeylen") + 3] ^= 0x01  # low mantissa bit: still plausible
+    bad = tmp_path / "flip" / good_file.name
+    bad.parent.mkdir()
+    bad.write_bytes(bytes(data))
+    t = uproot.open(bad)[S.TREE_NAME]
+    before, after = uproot.open(plain)[S.TREE_NAME]["SPx"].array(), t["SPx"].array()
+    assert ak.any(before != after) and ak.all(np.isfinite(ak.flatten(after)))  # decodes, differs
+    _expect(bad, field=CHECKSUM, match="checksum")
+    # an edited value with the old checksum kept: caught and named
+    y = uproot.open(good_file)[S.TREE_NAME]["CLz"].array().to_list()
+    y[1][0] += 1.0
+    edited = tmp_path / "edited.root"
+    _rewrite(good_file, edited, change={"CLz": ak.Array(y)}, keep_checksum=True)
+    _expect(edited, field=CHECKSUM, event="42_11")

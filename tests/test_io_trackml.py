@@ -18,11 +18,9 @@ N_HITS, N_PARTICLES = 5527, 548
 
 
 @pytest.fixture
-def sample(shared_dir):
-    d = shared_dir / "data" / "trackml_sample"
-    if not (d / "event000000001-hits.csv.gz").exists():
-        pytest.skip("TrackML sample not available")
-    return d
+def sample(trackml_sample):
+    assert (trackml_sample / "event000000001-hits.csv.gz").exists()
+    return trackml_sample
 
 
 @pytest.fixture
@@ -114,3 +112,53 @@ def test_hit_on_unknown_module(plain_copy):
     with pytest.raises(InputError) as info:
         read_trackml_event(plain_copy / "event000000001")
     assert info.value.field == "module_id"
+
+
+def test_truth_pointing_at_unknown_particle_is_named(plain_copy):
+    path = plain_copy / "event000000001-truth.csv"
+    truth = pd.read_csv(path)
+    parts = pd.read_csv(plain_copy / "event000000001-particles.csv")
+    rows = np.flatnonzero(truth["particle_id"].to_numpy() != 0)[[5, 9, 40]]
+    missing = int(parts["particle_id"].max()) + 1  # no such particle
+    truth.loc[rows, "particle_id"] = missing
+    truth.to_csv(path, index=False)
+    with pytest.raises(InputError) as info:
+        read_trackml_event(plain_copy / "event000000001")
+    err = info.value
+    assert err.file == str(path) and err.event == "0_1" and err.field == "particle_id"
+    assert f"row {rows[0]} (line {rows[0] + 2})" in str(err) and f"particle_id {missing}" in str(err)
+    assert "(3 rows like this)" in str(err) and "event000000001-particles.csv" in str(err)
+
+
+def test_hit_without_truth_row_is_an_error(plain_copy):
+    path = plain_copy / "event000000001-truth.csv"
+    truth = pd.read_csv(path)
+    lost = int(truth.loc[17, "hit_id"])
+    truth.drop(index=[17]).to_csv(path, index=False)
+    with pytest.raises(InputError) as info:
+        read_trackml_event(plain_copy / "event000000001")
+    assert info.value.file == str(path) and info.value.field == "hit_id"
+    assert f"hit_id {lost} has no truth row" in str(info.value)
+
+
+def test_header_only_hits_file_says_no_hits(plain_copy, tmp_path):
+    path = plain_copy / "event000000001-hits.csv"
+    pd.read_csv(path).iloc[:0].to_csv(path, index=False)
+    assert path.read_text().count("\n") == 1  # header only
+    with pytest.raises(InputError) as info:
+        read_trackml_event(plain_copy / "event000000001")
+    assert info.value.file == str(path) and info.value.event == "0_1"
+    assert "no hits" in str(info.value)
+    out = tmp_path / "out.h5"
+    with pytest.raises(InputError, match="no hits"):
+        run_convert([plain_copy / "event000000001"], out, {"input_format": "trackml"})
+    assert not out.exists()
+
+
+def test_plain_csv_cut_inside_a_line_is_truncated(plain_copy):
+    path = plain_copy / "event000000001-particles.csv"
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) - 3])  # the last number loses digits but still parses
+    with pytest.raises(InputError, match="truncated") as info:
+        read_trackml_event(plain_copy / "event000000001")
+    assert info.value.file == str(path)

@@ -1,4 +1,4 @@
-"""Branches of the ATLAS ``GNN4ITk`` TTree (DumpObjects / acorn AthenaRootReader), with dtypes.
+"""Branches of the ATLAS ``GNN4ITk`` TTree or RNTuple (DumpObjects / acorn AthenaRootReader), with dtypes.
 
 In-memory form of one event (what the simulation produces and the ROOT writer/reader exchange):
 a dict ``branch -> value`` where event-level branches are Python/numpy scalars, per-object
@@ -82,16 +82,31 @@ CLUSTER_LINK_BRANCHES = {
 
 JET_BRANCHES = {"Jet_pt": np.float32, "Jet_eta": np.float32, "Jet_phi": np.float32}
 
-#: Branches a reader needs (jets are optional: events without them get no jet columns filled).
-REQUIRED_BRANCHES = (
+#: Schema branches the convert stage never reads: a dump may lack them (read when present).
+UNUSED_BRANCHES = (
+    "Part_passed",
+    "Part_vProdNin",
+    "Part_vProdNout",
+    "Part_vProdStatus",
+    "Part_vProdBarcode",
+    "CLloc_direction1",
+    "CLloc_direction2",
+    "CLloc_direction3",
+)
+
+#: Every branch of the schema (what ``root_writer`` writes and the simulation fills).
+ALL_BRANCHES = (
     tuple(EVENT_BRANCHES)
     + tuple(PARTICLE_BRANCHES)
     + tuple(SPACEPOINT_BRANCHES)
     + tuple(CLUSTER_BRANCHES)
     + tuple(CLUSTER_LINK_BRANCHES)
+    + tuple(JET_BRANCHES)
 )
 
-ALL_BRANCHES = REQUIRED_BRANCHES + tuple(JET_BRANCHES)
+#: Branches a dump must have: all but the jets (events without them get no jets) and
+#: ``UNUSED_BRANCHES``.
+REQUIRED_BRANCHES = tuple(b for b in ALL_BRANCHES if b not in JET_BRANCHES and b not in UNUSED_BRANCHES)
 
 #: Barcodes at or above this are secondaries (Geant4-style), below are generator particles.
 SECONDARY_BARCODE = 200000

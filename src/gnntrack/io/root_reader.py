@@ -1,13 +1,17 @@
 """Read and validate GNN4ITk ROOT dumps (real ATLAS ``DumpObjects`` output or ``root_writer`` files).
 
-Accepts both encodings of the non-flat branches:
+The ``GNN4ITk`` object may be a TTree or an RNTuple (ATLAS's Run-4 storage, and what uproot >= 5.7
+writes for a new tree by default) with the same branch / field names. Accepts both encodings of
+the non-flat branches:
 
 - real dumps: ``CLhardware`` as ``vector<string>`` and ``CLparticleLink_*`` as
   ``vector<vector<int>>``;
 - ``root_writer`` files: ``CLhardware_len`` + ``CLhardware_chars`` and ``CLparticleLink_n`` +
   ``CLparticleLink_*_flat`` (uproot cannot write the ATLAS types).
 
-Branches outside the schema are ignored; ``Jet_*`` are optional. Every problem is an
+Only the branches the convert stage reads are required (``gnn4itk_schema.REQUIRED_BRANCHES``):
+``Jet_*`` and ``UNUSED_BRANCHES`` are read when present, branches outside the schema are ignored.
+Every problem is an
 ``InputError`` naming the file, the event (``run_event`` key, or the entry number when the event
 ids themselves are unreadable) and the branch.
 """
@@ -29,10 +33,11 @@ from .gnn4itk_schema import (
     EVENT_BRANCHES,
     JET_BRANCHES,
     PARTICLE_BRANCHES,
+    REQUIRED_BRANCHES,
     SPACEPOINT_BRANCHES,
     TREE_NAME,
 )
-from .root_writer import HARDWARE_CHARS, HARDWARE_LEN, LINK_COUNT, LINK_FLAT
+from .root_writer import CHECKSUM, HARDWARE_CHARS, HARDWARE_LEN, LINK_COUNT, LINK_FLAT, event_checksum
 
 _NUMERIC_CLUSTER = {k: v for k, v in CLUSTER_BRANCHES.items() if k != "CLhardware"}
 _HARDWARE_NAMES = (b"PIXEL", b"STRIP")
@@ -42,6 +47,7 @@ STEP_SIZE = "200 MB"
 
 
 def _open_tree(path: Path):
+    """(open file, the ``GNN4ITk`` TTree or RNTuple)."""
     if not path.exists():
         raise InputError("file does not exist", file=path)
     try:
@@ -50,29 +56,51 @@ def _open_tree(path: Path):
         raise InputError(f"not a readable ROOT file ({type(exc).__name__}: {exc})", file=path) from None
     try:
         tree = f[TREE_NAME]
-    except Exception:
+    except uproot.KeyInFileError:
         f.close()
-        raise InputError(f"no TTree {TREE_NAME!r} in file", file=path, field=TREE_NAME) from None
-    if not isinstance(tree, uproot.behaviors.TTree.TTree):
+        raise InputError(f"no TTree or RNTuple {TREE_NAME!r} in file", file=path, field=TREE_NAME) from None
+    except Exception as exc:  # a damaged directory or object header
         f.close()
-        raise InputError(f"{TREE_NAME!r} is not a TTree", file=path, field=TREE_NAME)
+        raise InputError(
+            f"cannot read {TREE_NAME!r} (corrupt file? {type(exc).__name__}: {exc})",
+            file=path,
+            field=TREE_NAME,
+        ) from None
+    if not isinstance(tree, (uproot.behaviors.TTree.TTree, uproot.behaviors.RNTuple.RNTuple)):
+        f.close()
+        raise InputError(
+            f"{TREE_NAME!r} is a {type(tree).__name__}, not a TTree or an RNTuple", file=path, field=TREE_NAME
+        )
     return f, tree
 
 
 def _plan(tree, path: Path) -> dict:
     """Which branches to read, and which encoding of hardware/links the file uses."""
-    names = set(tree.keys())
+    try:
+        names = set(tree.keys())
+    except Exception as exc:
+        raise InputError(
+            f"cannot list the branches of {TREE_NAME!r} (corrupt file? {type(exc).__name__}: {exc})",
+            file=path,
+            field=TREE_NAME,
+        ) from None
+    required = set(REQUIRED_BRANCHES)
 
-    def need(name):
-        if name not in names:
-            raise InputError("missing required branch", file=path, field=name)
-        return name
+    def group(branches):
+        """The group's required branches (error if absent) and its optional ones that are present."""
+        out = []
+        for name in branches:
+            if name in names:
+                out.append(name)
+            elif name in required:
+                raise InputError("missing required branch", file=path, field=name)
+        return out
 
     plan = {
-        "scalar": [need(b) for b in EVENT_BRANCHES],
-        "particles": [need(b) for b in PARTICLE_BRANCHES],
-        "spacepoints": [need(b) for b in SPACEPOINT_BRANCHES],
-        "clusters": [need(b) for b in _NUMERIC_CLUSTER],
+        "scalar": group(EVENT_BRANCHES),
+        "particles": group(PARTICLE_BRANCHES),
+        "spacepoints": group(SPACEPOINT_BRANCHES),
+        "clusters": group(_NUMERIC_CLUSTER),
     }
     if "CLhardware" in names:
         plan["hardware"] = "strings"
@@ -95,6 +123,7 @@ def _plan(tree, path: Path) -> dict:
             "incomplete jet branches", file=path, field=next(b for b in JET_BRANCHES if b not in names)
         )
     plan["jets"] = list(JET_BRANCHES) if present_jets else []
+    plan["checksum"] = CHECKSUM in names  # files of root_writer: verify every entry
     return plan
 
 
@@ -105,6 +134,8 @@ def _branch_list(plan) -> list[str]:
         out += list(CLUSTER_LINK_BRANCHES)
     else:
         out += [LINK_COUNT] + [LINK_FLAT[b] for b in CLUSTER_LINK_BRANCHES]
+    if plan.get("checksum"):
+        out.append(CHECKSUM)
     return out
 
 
@@ -118,6 +149,8 @@ class _Jagged:
             array = ak.without_parameters(array)
             counts = np.asarray(ak.num(array, axis=1), dtype=np.int64)
             self.flat = ak.to_numpy(ak.flatten(array, axis=1))
+            if self.flat.dtype.kind not in "biuf":
+                raise TypeError(f"element type {self.flat.dtype} is not numeric")
         except Exception as exc:
             raise InputError(
                 f"branch is not a flat jagged array of numbers ({exc})",
@@ -214,16 +247,25 @@ def iter_gnn4itk(path: str | Path, links: Literal["lists", "flat"] = "lists") ->
                     file=path,
                     event=f"entry {entry}",
                 ) from None
-            yield from _events_of_chunk(chunk, plan, path, entry, links)
+            try:
+                yield from _events_of_chunk(chunk, plan, path, entry, links)
+            except InputError:
+                raise
+            except Exception as exc:  # a library error on damaged data: name the file and the entries
+                raise InputError(
+                    f"cannot decode entries {entry}..{entry + len(chunk) - 1} ({type(exc).__name__}: {exc})",
+                    file=path,
+                    event=f"entry {entry}",
+                ) from None
             entry += len(chunk)
 
 
 def _events_of_chunk(chunk, plan, path, entry0, links) -> Iterator[dict]:
     n = len(chunk)
     scalars = {}
-    for b in plan["scalar"]:
+    for b in plan["scalar"] + ([CHECKSUM] if plan.get("checksum") else []):
         try:
-            scalars[b] = ak.to_numpy(chunk[b]).astype(EVENT_BRANCHES[b])
+            scalars[b] = ak.to_numpy(chunk[b]).astype(EVENT_BRANCHES.get(b, np.uint32))
         except Exception as exc:
             raise InputError(
                 f"not a scalar branch ({exc})", file=path, event=f"entry {entry0}", field=b
@@ -233,9 +275,19 @@ def _events_of_chunk(chunk, plan, path, entry0, links) -> Iterator[dict]:
     for b in plan["particles"] + plan["spacepoints"] + plan["clusters"] + plan["jets"]:
         jag[b] = _Jagged(chunk[b], b, path, entry0)
     if plan["hardware"] == "strings":
-        raw = ak.without_parameters(chunk["CLhardware"])  # event -> cluster -> bytes
-        hw_count = _Jagged(ak.num(raw, axis=2), "CLhardware", path, entry0)
-        hw_chars = ak.to_numpy(ak.flatten(raw, axis=None)).astype(np.uint8)
+        try:
+            raw = ak.without_parameters(chunk["CLhardware"])  # event -> cluster -> bytes
+            hw_count = _Jagged(ak.num(raw, axis=2), "CLhardware", path, entry0)
+            hw_chars = ak.to_numpy(ak.flatten(raw, axis=None)).astype(np.uint8)
+        except InputError:
+            raise
+        except Exception as exc:
+            raise InputError(
+                f"branch is not a jagged array of strings ({type(exc).__name__}: {exc})",
+                file=path,
+                event=f"entry {entry0}",
+                field="CLhardware",
+            ) from None
         char_off = np.zeros(len(hw_count.flat) + 1, np.int64)
         np.cumsum(hw_count.flat, out=char_off[1:])
         hw_char_event = char_off[hw_count.offsets]
@@ -247,9 +299,22 @@ def _events_of_chunk(chunk, plan, path, entry0, links) -> Iterator[dict]:
     link_counts, link_values, link_event = {}, {}, {}
     for b in CLUSTER_LINK_BRANCHES:
         if plan["links"] == "nested":
-            nested = chunk[b]
-            link_counts[b] = _Jagged(ak.num(nested, axis=2), b, path, entry0)
-            link_values[b] = ak.to_numpy(ak.flatten(nested, axis=None)).astype(np.int32)
+            try:
+                nested = ak.without_parameters(chunk[b])
+                link_counts[b] = _Jagged(ak.num(nested, axis=2), b, path, entry0)
+                link_values[b] = ak.to_numpy(ak.flatten(nested, axis=None))
+                if link_values[b].dtype.kind not in "iu":
+                    raise TypeError(f"element type {link_values[b].dtype} is not an integer")
+                link_values[b] = link_values[b].astype(np.int32)
+            except InputError:
+                raise
+            except Exception as exc:
+                raise InputError(
+                    f"branch is not a jagged array of integer lists ({type(exc).__name__}: {exc})",
+                    file=path,
+                    event=f"entry {entry0}",
+                    field=b,
+                ) from None
             off = np.zeros(len(link_counts[b].flat) + 1, np.int64)
             np.cumsum(link_counts[b].flat, out=off[1:])
             link_event[b] = off[link_counts[b].offsets]
@@ -280,10 +345,13 @@ def _events_of_chunk(chunk, plan, path, entry0, links) -> Iterator[dict]:
                 ev[b] = jag[b](i).astype(dtypes[b], copy=False)
         n_cl = len(ev["CLindex"])
         lengths = hw_count(i)
+        hw_field = "CLhardware" if plan["hardware"] == "strings" else HARDWARE_LEN
         if len(lengths) != n_cl:
             raise InputError(
-                f"length {len(lengths)} != {n_cl} of CLindex", file=path, event=label, field="CLhardware"
+                f"length {len(lengths)} != {n_cl} of CLindex", file=path, event=label, field=hw_field
             )
+        if np.any(lengths < 0):
+            raise InputError("negative string length", file=path, event=label, field=hw_field)
         chars = hw_chars[hw_char_event[i] : hw_char_event[i + 1]]
         if len(chars) != int(lengths.sum()):
             raise InputError(
@@ -302,6 +370,9 @@ def _events_of_chunk(chunk, plan, path, entry0, links) -> Iterator[dict]:
                 raise InputError(
                     f"length {len(counts_b)} != {n_cl} of CLindex", file=path, event=label, field=field
                 )
+            if np.any(counts_b < 0):
+                field = b if plan["links"] == "nested" else LINK_COUNT
+                raise InputError("negative number of links", file=path, event=label, field=field)
             if counts is not None and not np.array_equal(counts_b, counts):
                 raise InputError(
                     "links per cluster differ from CLparticleLink_eventIndex", file=path, event=label, field=b
@@ -323,6 +394,17 @@ def _events_of_chunk(chunk, plan, path, entry0, links) -> Iterator[dict]:
                         f"length {jag[b].count(i)} != {n_jet} of Jet_pt", file=path, event=label, field=b
                     )
                 ev[b] = jag[b](i).astype(dtypes[b], copy=False)
+        if plan.get("checksum"):
+            content = {k: v for k, v in ev.items() if k != "CLhardware"}
+            content.update({HARDWARE_LEN: lengths, HARDWARE_CHARS: chars, LINK_COUNT: counts})
+            content.update({LINK_FLAT[b]: flats[b] for b in CLUSTER_LINK_BRANCHES})
+            if event_checksum(content) != int(scalars[CHECKSUM][i]):
+                raise InputError(
+                    "entry does not match the checksum written with it (damaged file)",
+                    file=path,
+                    event=label,
+                    field=CHECKSUM,
+                )
         _check_event(ev, path, label)
         if links == "flat":
             ev[LINK_COUNT] = counts

@@ -1,8 +1,9 @@
-"""Write events in the GNN4ITk in-memory form (``io/gnn4itk_schema.py``) as a ROOT TTree.
+"""Write events in the GNN4ITk in-memory form (``io/gnn4itk_schema.py``) as a ROOT TTree or RNTuple.
 
-uproot (5.x) cannot write ``vector<string>`` nor ``vector<vector<int>>``, the ATLAS types of
-``CLhardware`` and ``CLparticleLink_*``. We therefore store them in the closest faithful encoding
-that keeps every byte of information, and ``root_reader`` accepts both this and the real types:
+uproot (5.x) cannot write ``vector<string>`` nor ``vector<vector<int>>`` into a TTree, the ATLAS
+types of ``CLhardware`` and ``CLparticleLink_*``. A TTree therefore stores them in the closest
+faithful encoding that keeps every byte of information, and ``root_reader`` accepts both this and
+the real types (an RNTuple has them: it is written with the ATLAS types):
 
 - ``CLhardware`` -> ``CLhardware_len`` (per cluster: string length) and ``CLhardware_chars``
   (per event: the ASCII bytes of all cluster strings concatenated);
@@ -12,6 +13,11 @@ that keeps every byte of information, and ``root_reader`` accepts both this and 
 
 Branches of one object type share one counter (``nPart``, ``nSP``, ``nCL``, ``nCLlink``,
 ``nCLchar``, ``nJet``), like the implicit size of the ``std::vector`` branches of a real dump.
+
+Every entry carries ``gnntrack_crc32``, a CRC-32 of its content (``event_checksum``): ROOT
+stores a basket or page uncompressed when compression does not shrink it, and such data have no
+check of their own, so a flipped bit there would otherwise be read as a different valid value.
+``root_reader`` verifies it whenever the branch is present (real dumps do not have it).
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import datetime
 import itertools
 import os
 import uuid
+import zlib
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
@@ -69,6 +76,40 @@ LINK_COUNT = "CLparticleLink_n"
 LINK_FLAT = {name: f"{name}_flat" for name in CLUSTER_LINK_BRANCHES}
 
 _NUMERIC_CLUSTER = {k: v for k, v in CLUSTER_BRANCHES.items() if k != "CLhardware"}
+
+#: Per-entry CRC-32 of the event's content.
+CHECKSUM = "gnntrack_crc32"
+
+#: What the checksum covers, in this order and these types: every branch in the encoding-free
+#: form (hardware strings as lengths + characters, links as per-cluster counts + flat values).
+CHECKSUM_FIELDS = {
+    **EVENT_BRANCHES,
+    **PARTICLE_BRANCHES,
+    **SPACEPOINT_BRANCHES,
+    **_NUMERIC_CLUSTER,
+    HARDWARE_LEN: np.int32,
+    HARDWARE_CHARS: np.uint8,
+    LINK_COUNT: np.int32,
+    **{LINK_FLAT[k]: v for k, v in CLUSTER_LINK_BRANCHES.items()},
+    **JET_BRANCHES,
+}
+
+
+def event_checksum(values: Mapping) -> int:
+    """CRC-32 of one event given as {name: value} for the names of ``CHECKSUM_FIELDS``.
+
+    Names absent from ``values`` are skipped; each value is cast to its type and hashed with its
+    name and length, so moving data between branches or entries changes the sum.
+    """
+    crc = 0
+    for name, dtype in CHECKSUM_FIELDS.items():
+        if name not in values:
+            continue
+        a = np.ascontiguousarray(np.asarray(values[name], dtype=dtype).reshape(-1))
+        crc = zlib.crc32(f"{name}[{a.size}]".encode(), crc)
+        crc = zlib.crc32(a.view(np.uint8).data, crc)
+    return crc
+
 
 #: record name (-> counter "n<record>") -> {branch: dtype}
 _GROUPS = {
@@ -186,6 +227,10 @@ def _columns(ev: Mapping, i: int, path) -> dict[str, dict[str, np.ndarray] | np.
         out["Jet"] = {b: column(b, dt, n_jet) for b, dt in JET_BRANCHES.items()}
     else:
         out["Jet"] = {b: np.zeros(0, dt) for b, dt in JET_BRANCHES.items()}
+    flat = {name: out[name] for name in EVENT_BRANCHES}
+    for record in _GROUPS:
+        flat.update(out[record])
+    out[CHECKSUM] = np.asarray([event_checksum(flat)], np.uint32)
     return out
 
 
@@ -194,7 +239,53 @@ def _branch_types() -> dict:
     for record, branches in _GROUPS.items():
         fields = ", ".join(f"{b}: {np.dtype(dt).name}" for b, dt in branches.items())
         types[record] = ak.types.from_datashape(f"var * {{{fields}}}", highlevel=False)
+    types[CHECKSUM] = np.dtype(np.uint32)
     return types
+
+
+def _list(content, counts: np.ndarray, parameters=None):
+    """An awkward list layout of ``content`` split by ``counts``."""
+    offsets = np.zeros(len(counts) + 1, np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    return ak.contents.ListOffsetArray(ak.index.Index64(offsets), content, parameters=parameters)
+
+
+def _rntuple_fields() -> dict:
+    """RNTuple field types: the ATLAS types, ``vector<string>`` and ``vector<vector<int>>`` included."""
+    types = {name: np.dtype(dt) for name, dt in EVENT_BRANCHES.items()}
+    for branches in (PARTICLE_BRANCHES, SPACEPOINT_BRANCHES, CLUSTER_BRANCHES, CLUSTER_LINK_BRANCHES):
+        for b, dt in branches.items():
+            if b == "CLhardware":
+                shape = "var * string"
+            elif b in CLUSTER_LINK_BRANCHES:
+                shape = f"var * var * {np.dtype(dt).name}"
+            else:
+                shape = f"var * {np.dtype(dt).name}"
+            types[b] = ak.types.from_datashape(shape, highlevel=False)
+    for b, dt in JET_BRANCHES.items():
+        types[b] = ak.types.from_datashape(f"var * {np.dtype(dt).name}", highlevel=False)
+    types[CHECKSUM] = np.dtype(np.uint32)
+    return types
+
+
+def _rntuple_entry(cols: dict) -> dict:
+    """One event's columns (``_columns``) as a one-entry chunk of ATLAS-typed RNTuple fields."""
+    one = np.array([1])
+    out = {name: cols[name] for name in EVENT_BRANCHES}
+    for record in ("Part", "SP", "CL", "Jet"):
+        for b, v in cols[record].items():
+            if b not in (HARDWARE_LEN, LINK_COUNT):
+                out[b] = ak.Array(_list(ak.contents.NumpyArray(np.ascontiguousarray(v)), one * len(v)))
+    cl = cols["CL"]
+    n_cl = len(cl["CLindex"])
+    chars = ak.contents.NumpyArray(cols["CLchar"][HARDWARE_CHARS], parameters={"__array__": "char"})
+    strings = _list(chars, cl[HARDWARE_LEN], parameters={"__array__": "string"})
+    out["CLhardware"] = ak.Array(_list(strings, one * n_cl))
+    for b in CLUSTER_LINK_BRANCHES:
+        links = _list(ak.contents.NumpyArray(cols["CLlink"][LINK_FLAT[b]]), cl[LINK_COUNT])
+        out[b] = ak.Array(_list(links, one * n_cl))
+    out[CHECKSUM] = cols[CHECKSUM]
+    return out
 
 
 _COMPRESSION = {
@@ -206,21 +297,35 @@ _COMPRESSION = {
 }
 
 
-def write_gnn4itk(path: str | Path, events: Iterable[Mapping], compression: str | None = "zlib") -> None:
-    """Write ``events`` (GNN4ITk in-memory dicts) to a ROOT file with one TTree entry per event.
+def write_gnn4itk(
+    path: str | Path, events: Iterable[Mapping], compression: str | None = "zlib", kind: str = "ttree"
+) -> None:
+    """Write ``events`` (GNN4ITk in-memory dicts) to a ROOT file with one entry per event.
 
-    The file appears only when complete (``atomic_output``). Branches outside the schema are not
+    ``kind``: "ttree" (encoded hardware and link branches, see the module docstring) or
+    "rntuple" (ATLAS types).
+
+    The file appears only when complete (``atomic_output``), and its bytes depend only on the
+    events, ``compression``, the file name and ``SOURCE_DATE_EPOCH``: not on the process or the
+    directory that wrote it. Branches outside the schema are not
     written; events without ``Jet_*`` get empty jet collections. ``compression``: "zlib" (level
     1, uproot's default), "lzma", "lz4", "zstd" or None.
     """
     if compression not in _COMPRESSION:
         raise ValueError(f"compression {compression!r} is not one of {list(_COMPRESSION)}")
+    if kind not in ("ttree", "rntuple"):
+        raise ValueError(f"kind {kind!r} is not one of ['ttree', 'rntuple']")
     path = Path(path)
     with (
-        atomic_output(path) as tmp,
+        atomic_output(path, keep_name=True) as tmp,  # the name ROOT records is the output's
         _reproducible_header(path.name) as uuid_function,
         uproot.recreate(tmp, compression=_COMPRESSION[compression](), uuid_function=uuid_function) as f,
     ):
+        if kind == "rntuple":
+            ntuple = f.mkrntuple(TREE_NAME, _rntuple_fields(), description="GNN4ITk dump (gnntrack)")
+            for i, ev in enumerate(events):
+                ntuple.extend(_rntuple_entry(_columns(ev, i, path)))
+            return
         tree = f.mktree(
             TREE_NAME,
             _branch_types(),

@@ -1,4 +1,4 @@
-"""TrackML CSV events (DESIGN.md §3.2) -> the same ``Event`` as the GNN4ITk path.
+"""TrackML CSV events -> the same ``Event`` as the GNN4ITk path.
 
 Files of one event: ``<prefix>-hits.csv``, ``-cells.csv`` (optional), ``-particles.csv``,
 ``-truth.csv``, each optionally gzipped, plus the detector's ``detectors.csv`` (a leading unnamed
@@ -12,6 +12,8 @@ Mapping to the ITk-style tables:
 - cluster shape from the cells: cell count, summed charge, centroid (loc_phi/loc_eta along u/v),
   extent and the direction it implies through the sensor thickness, rotated to global
   (glob_eta/glob_phi, eta_angle/phi_angle), as the Exa.TrkX cell features;
+- truth: exactly one row per hit; particle_id 0 is noise, any other must be in particles.csv
+  (a dangling one is an error naming its row, not a silent noise hit);
 - particles: particle_id 0 is noise; the sub-event is the primary-vertex field (bits 52+) of the
   particle_id, secondaries are those with a non-zero sub-particle field (low 16 bits); barcodes
   are numbered per sub-event (secondaries from 200001) and the original ``particle_id`` is kept
@@ -80,9 +82,24 @@ def find_detectors(prefix_or_file: str | Path) -> Path:
     raise InputError("no detectors.csv[.gz] in the event directory or its parent; pass it explicitly", file=p)
 
 
+def _ends_with_newline(path: Path) -> bool:
+    with open(path, "rb") as f:
+        f.seek(0, 2)
+        if f.tell() == 0:
+            return True  # empty: reported by the CSV parser
+        f.seek(-1, 2)
+        return f.read(1) in (b"\n", b"\r")
+
+
 def _read(path: Path, kind: str, event=None) -> pd.DataFrame:
     try:
         df = pd.read_csv(path)
+        # a plain CSV cut inside a line still parses; its missing final newline gives it away
+        # (gzip files carry their own length and CRC, checked while decompressing)
+        if path.suffix != ".gz" and not _ends_with_newline(path):
+            raise InputError("last line has no newline: the file is truncated", file=path, event=event)
+    except InputError:
+        raise
     except FileNotFoundError:
         raise InputError("file does not exist", file=path, event=event) from None
     except Exception as exc:
@@ -92,6 +109,14 @@ def _read(path: Path, kind: str, event=None) -> pd.DataFrame:
     missing = [c for c in REQUIRED[kind] if c not in df.columns]
     if missing:
         raise InputError(f"missing column(s) {missing}", file=path, event=event, field=missing[0])
+    if df.empty:
+        if kind == "hits":
+            raise InputError(
+                "no hits: the file has a header but no rows", file=path, event=event, field="hit_id"
+            )
+        if kind == "detectors":
+            raise InputError("no modules: the file has a header but no rows", file=path, event=event)
+        return df.astype({c: np.float64 for c in REQUIRED[kind]})  # an empty table of numbers
     for c in REQUIRED[kind]:
         if df[c].isna().any() or not pd.api.types.is_numeric_dtype(df[c]):
             raise InputError("missing or non-numeric values", file=path, event=event, field=c)
@@ -243,8 +268,6 @@ def read_trackml_event(
     truth_df = _read(files["truth"], "truth", key)
     det = load_detectors(det_path, key)
     n = len(hits_df)
-    if n == 0:
-        raise InputError("event has no hits", file=files["hits"], event=key, field="hit_id")
 
     hit_id = hits_df["hit_id"].to_numpy(np.int64)
     x, y, z = (hits_df[c].to_numpy(np.float64) for c in ("x", "y", "z"))
@@ -376,9 +399,29 @@ def read_trackml_event(
     t_hit = _rows_of(truth_df["hit_id"].to_numpy(np.int64), hit_id, files["hits"], key, "hit_id")
     if np.any(t_hit < 0):
         raise InputError("truth row of an unknown hit", file=files["truth"], event=key, field="hit_id")
+    covered = np.zeros(n, bool)
+    covered[t_hit] = True
+    if not covered.all():
+        missing = np.flatnonzero(~covered)
+        raise InputError(
+            f"hit_id {int(hit_id[missing[0]])} has no truth row ({len(missing)} hits without one)",
+            file=files["truth"],
+            event=key,
+            field="hit_id",
+        )
     t_pid = truth_df["particle_id"].to_numpy(np.int64).astype(np.uint64)
     t_part = _rows_of(t_pid, pid, files["particles"], key, "particle_id")
-    linked = (t_pid != 0) & (t_part >= 0)
+    dangling = np.flatnonzero((t_pid != 0) & (t_part < 0))
+    if len(dangling):
+        row = int(dangling[0])
+        raise InputError(
+            f"row {row} (line {row + 2}): particle_id {int(t_pid[row])} is not in "
+            f"{files['particles'].name} ({len(dangling)} rows like this)",
+            file=files["truth"],
+            event=key,
+            field="particle_id",
+        )
+    linked = t_pid != 0
     hit_particle = np.stack([t_hit[linked], t_part[linked]]).astype(np.int64)
     o = np.lexsort((hit_particle[1], hit_particle[0]))
     hit_particle = hit_particle[:, o]
