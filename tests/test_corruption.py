@@ -216,3 +216,24 @@ def test_case_counts_cover_every_artefact_type(clean):
     assert sum(counts.values()) >= 150, counts
     for kind in COMMANDS:
         assert sum(w == "flip-payload" for w, _, _ in _cases(kind, clean / SOURCE[kind])) >= 10
+
+
+def test_reassociate_leaves_no_output_folder_on_a_damaged_input(clean, tmp_path):
+    """The h5py error of a damaged events file is a named error, and no (partial) folder stays."""
+    bad = tmp_path / "events.h5"
+    with h5py.File(clean / "events.h5", "r") as f:
+        key = next(iter(f["events"]))
+        info = f[f"events/{key}/clusters/x"].id.get_chunk_info(0)
+    _damage(clean / "events.h5", bad, info.byte_offset + info.size // 2, 0x33)
+    rc, message = _cli(["reassociate", str(bad), str(clean / "tracks.h5")], tmp_path / "athena")
+    assert rc == 2 and str(bad) in message and "clusters/x" in message and key in message
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["events.h5"]
+    # into an existing folder: nothing of this run appears in it on error, everything on success
+    (tmp_path / "athena").mkdir()
+    (tmp_path / "athena" / "keep.txt").write_text("x")
+    rc, _ = _cli(["reassociate", str(bad), str(clean / "tracks.h5")], tmp_path / "athena")
+    assert rc == 2 and [p.name for p in (tmp_path / "athena").iterdir()] == ["keep.txt"]
+    rc, _ = _cli(["reassociate", str(clean / "events.h5"), str(clean / "tracks.h5")], tmp_path / "athena")
+    assert rc == 0 and (tmp_path / "athena" / "tracks.h5").exists()
+    assert len(list((tmp_path / "athena").glob("track_*.csv"))) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["athena", "events.h5"]

@@ -203,9 +203,9 @@ class VerifiedReader:
     def _mismatch(self, event=None, field=None, what=MISMATCH):
         raise InputError(what, file=self.path, event=event, field=field)
 
-    def _verify_group(self, g: h5py.Group, event) -> dict:
+    def _verify_group(self, g: h5py.Group, event, field: str | None = None) -> dict:
         name = g.name
-        field = _field(name, event)
+        field = field or _field(name, event)
         with read_errors(self.path, event, field):
             attrs = {k: g.attrs[k] for k in g.attrs}
             digest, text = attrs.get(DIGEST_ATTR), attrs.get(MANIFEST_ATTR)
@@ -234,9 +234,10 @@ class VerifiedReader:
         self._manifests[name] = manifest
         return manifest
 
-    def group(self, parent: h5py.Group, name: str, event=None) -> h5py.Group:
-        """``parent[name]`` as a group, its digest checked; InputError if absent or damaged."""
-        field = _field(f"{parent.name}/{name}", event)
+    def group(self, parent: h5py.Group, name: str, event=None, field: str | None = None) -> h5py.Group:
+        """``parent[name]`` as a group, its digest checked; InputError if absent or damaged
+        (naming ``field``, by default the group's path below the event)."""
+        field = field or _field(f"{parent.name}/{name}", event)
         with read_errors(self.path, event, field):
             if name not in parent:
                 raise InputError("missing group", file=self.path, event=event, field=field)
@@ -244,7 +245,7 @@ class VerifiedReader:
             if not isinstance(g, h5py.Group):
                 raise InputError("not a group", file=self.path, event=event, field=field)
         if self.on and g.name not in self._manifests:
-            self._verify_group(g, event)
+            self._verify_group(g, event, field)
         return g
 
     def names(self, g: h5py.Group, event=None) -> list[str]:

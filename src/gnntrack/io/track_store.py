@@ -131,7 +131,7 @@ def _timing(r: VerifiedReader, key: str) -> dict[str, float]:
     with read_errors(r.path, key, "timing"):
         if "timing" not in r.f or key not in r.f["timing"]:
             return {}
-    tg = r.group(r.group(r.f, "timing"), key, event=key)
+    tg = r.group(r.group(r.f, "timing"), key, event=key, field="timing")
     with read_errors(r.path, key, "timing"):
         return {k: float(v) for k, v in tg.attrs.items() if k not in DIGEST_ATTRS}
 
