@@ -324,3 +324,54 @@ def test_gradient_checkpointing_gives_identical_gradients(variant):
         grads.append([p.grad for p in model.parameters()])
     for a, b in zip(*grads):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
+
+
+def test_model_file_digest_catches_flipped_weights(tmp_path):
+    """A byte flipped inside the stored weights is an InputError, never a silently other model."""
+    import zipfile
+
+    model = FilterModel(hidden=8, n_layers=1)
+    save_model(model, tmp_path / "f.pt")
+    raw = bytearray((tmp_path / "f.pt").read_bytes())
+    with zipfile.ZipFile(tmp_path / "f.pt") as z:
+        info = max((i for i in z.infolist() if "/data/" in i.filename), key=lambda i: i.file_size)
+    start = (
+        info.header_offset
+        + 30
+        + int.from_bytes(raw[info.header_offset + 26 : info.header_offset + 28], "little")
+    )
+    start += int.from_bytes(raw[info.header_offset + 28 : info.header_offset + 30], "little")
+    raw[start + info.file_size // 2] ^= 0x10  # one bit of one float
+    (tmp_path / "bad.pt").write_bytes(bytes(raw))
+    with pytest.raises(InputError, match="does not match its digest") as err:
+        load_model(tmp_path / "bad.pt")
+    assert "bad.pt" in str(err.value)
+    # a payload saved by a bare torch.save (as files before digests) loads unverified
+    torch.save(torch.load(tmp_path / "f.pt", weights_only=True), tmp_path / "old.pt")
+    x = torch.randn(4, F)
+    ei = torch.tensor([[0, 1], [2, 3]])
+    torch.testing.assert_close(load_model(tmp_path / "old.pt")(x, ei), model.eval()(x, ei))
+
+
+def test_training_checkpoint_digest_round_trips(tmp_path):
+    """Checkpoints (optimizer, scheduler, scaler, RNG and loop state) verify after torch.load."""
+    from gnntrack.models.registry import load_checkpoint, model_payload, save_checkpoint
+    from gnntrack.training.checkpoint import rng_state
+
+    model = FilterModel(hidden=8, n_layers=1)
+    opt = torch.optim.Adam(model.parameters())
+    for p in model.parameters():
+        p.grad = torch.ones_like(p)
+    opt.step()
+    sched = torch.optim.lr_scheduler.StepLR(opt, 2)
+    payload = model_payload(
+        model,
+        metrics={"val_auc": float("nan")},
+        optimizer=opt.state_dict(),
+        scheduler=sched.state_dict(),
+        rng=rng_state(),
+        loop_state={"epoch": 1, "history": [{"train_loss": math.inf}], "best": None},
+    )
+    save_checkpoint(payload, tmp_path / "last.pt")
+    back = load_checkpoint(tmp_path / "last.pt")
+    assert back["optimizer"]["state"][0]["step"] == opt.state_dict()["state"][0]["step"]

@@ -39,7 +39,7 @@ from ..config import ConfigError, from_dict
 from ..io.atomic import atomic_output
 from ..io.errors import InputError
 from ..io.event_store import Event, iter_events
-from ..io.hdf5 import open_store
+from ..io.hdf5 import SealedWriter, open_verified, read_errors
 from .geometry import (
     DOUBLET_FEATURES,
     GEOMETRY_COLUMNS,
@@ -260,7 +260,9 @@ class ModuleMapData:
         return len(self.count)
 
     def write(self, path: str | Path) -> None:
+        """Write the map atomically, each dataset and the file with its content digest."""
         with atomic_output(path) as tmp, h5py.File(tmp, "w") as f:
+            w = SealedWriter(f)
             f.attrs["format"] = FORMAT
             f.attrs["version"] = VERSION
             f.attrs["n_events"] = int(self.n_events)
@@ -268,18 +270,21 @@ class ModuleMapData:
             f.attrs["symmetry"] = self.symmetry
             for k, v in self.cuts.items():
                 f.attrs[f"cut_{k}"] = v
-            g = f.create_group("doublets")
-            g.create_dataset("modules", data=np.asarray(self.modules, np.uint64))
-            g.create_dataset("count", data=np.asarray(self.count, np.int64))
+            g = w.group(f, "doublets")
+            w.dataset(g, "modules", np.asarray(self.modules, np.uint64))
+            w.dataset(g, "count", np.asarray(self.count, np.int64))
             for name in ("min", "max", "mean", "rms"):
-                g.create_dataset(name, data=np.asarray(getattr(self, name), np.float32))
+                w.dataset(g, name, np.asarray(getattr(self, name), np.float32))
             if self.width_prior is not None:
-                g.create_dataset("width_prior", data=np.asarray(self.width_prior, np.float32))
+                w.dataset(g, "width_prior", np.asarray(self.width_prior, np.float32))
+            w.seal()
 
     @classmethod
     def read(cls, path: str | Path) -> ModuleMapData:
-        """Read and validate a map file; any defect is an ``InputError`` naming the field."""
-        with open_store(path, FORMAT, what="module map file") as f:
+        """Read and validate a map file; any defect (damaged content, a value that does not match
+        the file's digest, a bad shape or value) is an ``InputError`` naming the field."""
+        with open_verified(path, FORMAT, what="module map file") as r, read_errors(path):
+            f = r.f
             features = tuple(str(x) for x in f.attrs.get("features", ()))
             if features != DOUBLET_FEATURES:
                 raise InputError(
@@ -289,13 +294,16 @@ class ModuleMapData:
                 )
             if "n_events" not in f.attrs:
                 raise InputError("missing attribute", file=path, field="n_events")
+            if "doublets" not in f:
+                raise InputError("missing group", file=path, field="doublets")
+            g = r.group(f, "doublets")
+            members = r.names(g)
             data = {}
             for name in ("modules", "count", "min", "max", "mean", "rms"):
-                key = f"doublets/{name}"
-                if key not in f or not isinstance(f[key], h5py.Dataset):
-                    raise InputError("missing dataset", file=path, field=key)
-                data[name] = f[key][()]
-            prior = f["doublets/width_prior"][()] if "doublets/width_prior" in f else None
+                data[name] = r.read(g, name, field=f"doublets/{name}")
+            prior = (
+                r.read(g, "width_prior", field="doublets/width_prior") if "width_prior" in members else None
+            )
             n_events = int(f.attrs["n_events"])
             symmetry = str(f.attrs.get("symmetry", "none"))
             cuts = {}
@@ -308,6 +316,11 @@ class ModuleMapData:
                 if f"cut_{k}" in f.attrs:
                     v = f.attrs[f"cut_{k}"]
                     cuts[k] = v.decode() if isinstance(v, bytes) else tp(v)
+        if cuts.get("cut", "minmax") not in ("minmax", "mean_rms"):
+            raise InputError(f"unknown cut {cuts['cut']!r}", file=path, field="cut_cut")
+        for k in ("tolerance", "n_sigma", "small_count_margin"):
+            if k in cuts and not (np.isfinite(cuts[k]) and cuts[k] >= 0):
+                raise InputError(f"{cuts[k]} is not a finite number >= 0", file=path, field=f"cut_{k}")
         p = len(data["count"])
         if data["modules"].shape != (p, 2):
             raise InputError(

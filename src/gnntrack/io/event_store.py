@@ -28,7 +28,7 @@ import numpy as np
 
 from .atomic import atomic_output
 from .errors import InputError
-from .hdf5 import open_store
+from .hdf5 import DIGEST_ATTRS, SealedWriter, VerifiedReader, open_verified, read_errors
 
 FORMAT = "gnntrack-events"
 VERSION = 1
@@ -144,56 +144,70 @@ def event_key(run_number: int, event_number: int) -> str:
 
 
 def write_events(path: str | Path, events: list[Event], compression: str | None = None) -> None:
-    """Write a shard atomically; ``compression`` may be None, "lzf" or "gzip"."""
+    """Write a shard atomically; ``compression`` may be None, "lzf" or "gzip".
+
+    Every dataset and group carries a content digest (``hdf5.SealedWriter``) that readers check.
+    """
     with atomic_output(path) as tmp, h5py.File(tmp, "w") as f:
+        w = SealedWriter(f)
         f.attrs["format"] = FORMAT
         f.attrs["version"] = VERSION
         f.attrs["units"] = UNITS
-        root = f.create_group("events")
+        root = w.group(f, "events")
         for ev in events:
-            g = root.create_group(ev.key)
+            g = w.group(root, ev.key)
             g.attrs["run_number"] = int(ev.run_number)
             g.attrs["event_number"] = int(ev.event_number)
             for k, v in ev.attrs.items():
                 g.attrs[k] = v
             for table in TABLES:
-                tg = g.create_group(table)
+                tg = w.group(g, table)
                 for col, arr in getattr(ev, table).items():
-                    tg.create_dataset(col, data=np.asarray(arr), compression=compression)
-            t = g.create_group("truth")
-            t.create_dataset("edges", data=np.asarray(ev.truth_edges, dtype=np.int64))
-            t.create_dataset("edge_particle", data=np.asarray(ev.truth_edge_particle, dtype=np.int64))
-            t.create_dataset("hit_particle", data=np.asarray(ev.hit_particle, dtype=np.int64))
-
-
-def _open(path: str | Path) -> h5py.File:
-    return open_store(path, FORMAT)
+                    w.dataset(tg, col, np.asarray(arr), compression=compression)
+            t = w.group(g, "truth")
+            w.dataset(t, "edges", np.asarray(ev.truth_edges, dtype=np.int64))
+            w.dataset(t, "edge_particle", np.asarray(ev.truth_edge_particle, dtype=np.int64))
+            w.dataset(t, "hit_particle", np.asarray(ev.hit_particle, dtype=np.int64))
+        w.seal()
 
 
 def event_keys(path: str | Path) -> list[str]:
-    with _open(path) as f:
-        return list(f["events"].keys())
+    with open_verified(path, FORMAT) as r:
+        return r.names(r.group(r.f, "events"))
 
 
-def _read_event(path, g: h5py.Group, tables=None, columns=None, truth: bool = True) -> Event:
+def _read_event(
+    r: VerifiedReader, root: h5py.Group, key: str, tables=None, columns=None, truth=True
+) -> Event:
+    path = r.path
+    with read_errors(path, key):
+        if key not in root:
+            raise InputError("no such event in file", file=path, event=key)
+    g = r.group(root, key, event=key)
     data = {}
     for table in TABLES:
         if tables is not None and table not in tables:
             data[table] = {}
             continue
         wanted = columns.get(table) if columns else None
-        names = [c for c in g[table] if wanted is None or c in wanted]
-        data[table] = {c: g[table][c][()] for c in names}
+        tg = r.group(g, table, event=key)
+        names = [c for c in r.names(tg, key) if wanted is None or c in wanted]
+        data[table] = {c: r.read(tg, c, event=key, field=f"{table}/{c}") for c in names}
     if truth:
-        t = g["truth"]
-        edges, edge_particle, hit_particle = t["edges"][()], t["edge_particle"][()], t["hit_particle"][()]
+        t = r.group(g, "truth", event=key)
+        edges, edge_particle, hit_particle = (
+            r.read(t, name, event=key, field=f"truth/{name}")
+            for name in ("edges", "edge_particle", "hit_particle")
+        )
     else:
         edges, hit_particle = np.zeros((2, 0), np.int64), np.zeros((2, 0), np.int64)
         edge_particle = np.zeros(0, np.int64)
-    attrs = {k: v for k, v in g.attrs.items() if k not in ("run_number", "event_number")}
+    with read_errors(path, key):
+        attrs = {k: v for k, v in g.attrs.items() if k not in ("run_number", "event_number", *DIGEST_ATTRS)}
+        run_number, event_number = int(g.attrs["run_number"]), int(g.attrs["event_number"])
     return Event(
-        run_number=int(g.attrs["run_number"]),
-        event_number=int(g.attrs["event_number"]),
+        run_number=run_number,
+        event_number=event_number,
         truth_edges=edges,
         truth_edge_particle=edge_particle,
         hit_particle=hit_particle,
@@ -211,13 +225,13 @@ def iter_events(
     (absent names are skipped, not an error: callers validate what they need), and
     ``truth=False`` skips the truth links. Inference reads only what its models need: every
     column is a separately compressed dataset, and decompression dominates reading an event.
+    Only what is read is checked against its content digest; a damaged or unreadable file is an
+    InputError naming the file, event and field.
     """
-    with _open(path) as f:
-        root = f["events"]
-        for key in keys if keys is not None else list(root.keys()):
-            if key not in root:
-                raise InputError("no such event in file", file=path, event=key)
-            yield _read_event(path, root[key], tables, columns, truth)
+    with open_verified(path, FORMAT) as r:
+        root = r.group(r.f, "events")
+        for key in keys if keys is not None else r.names(root):
+            yield _read_event(r, root, key, tables, columns, truth)
 
 
 def read_events(

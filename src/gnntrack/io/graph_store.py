@@ -25,10 +25,11 @@ import numpy as np
 from .atomic import atomic_output
 from .errors import InputError
 from .event_store import Event
-from .hdf5 import open_store
+from .hdf5 import SealedWriter, open_verified, read_errors
 
 FORMAT = "gnntrack-graphs"
 VERSION = 1
+_ARRAYS = ("edge_index", "y", "y_target", "edge_particle")
 
 
 @dataclass
@@ -96,39 +97,47 @@ def make_graph(edge_index: np.ndarray, event: Event, scores: dict | None = None)
 
 
 def write_graphs(path: str | Path, graphs: list[Graph], stage: str) -> None:
+    """Write a shard's graphs atomically, each dataset and group with its content digest."""
     with atomic_output(path) as tmp, h5py.File(tmp, "w") as f:
+        w = SealedWriter(f)
         f.attrs["format"] = FORMAT
         f.attrs["version"] = VERSION
         f.attrs["stage"] = stage
-        root = f.create_group("graphs")
+        root = w.group(f, "graphs")
         for gr in graphs:
-            g = root.create_group(gr.key)
+            g = w.group(root, gr.key)
             g.attrs["n_hits"] = int(gr.n_hits)
-            g.create_dataset("edge_index", data=np.asarray(gr.edge_index, dtype=np.int64))
-            g.create_dataset("y", data=np.asarray(gr.y, dtype=bool))
-            g.create_dataset("y_target", data=np.asarray(gr.y_target, dtype=bool))
-            g.create_dataset("edge_particle", data=np.asarray(gr.edge_particle, dtype=np.int64))
-            sg = g.create_group("scores")
+            w.dataset(g, "edge_index", np.asarray(gr.edge_index, dtype=np.int64))
+            w.dataset(g, "y", np.asarray(gr.y, dtype=bool))
+            w.dataset(g, "y_target", np.asarray(gr.y_target, dtype=bool))
+            w.dataset(g, "edge_particle", np.asarray(gr.edge_particle, dtype=np.int64))
+            sg = w.group(g, "scores")
             for name, s in gr.scores.items():
-                sg.create_dataset(name, data=np.asarray(s, dtype=np.float32))
+                w.dataset(sg, name, np.asarray(s, dtype=np.float32))
+        w.seal()
+
+
+def graph_keys(path: str | Path) -> list[str]:
+    """Event keys of a graphs file (its key listing checked against the file's digest)."""
+    with open_verified(path, FORMAT) as r:
+        return r.names(r.group(r.f, "graphs"))
 
 
 def iter_graphs(path: str | Path, keys: list[str] | None = None) -> Iterator[Graph]:
-    with open_store(path, FORMAT) as f:
-        root = f["graphs"]
-        for key in keys if keys is not None else list(root.keys()):
-            if key not in root:
-                raise InputError("no such event in file", file=path, event=key)
-            g = root[key]
-            yield Graph(
-                key=key,
-                n_hits=int(g.attrs["n_hits"]),
-                edge_index=g["edge_index"][()],
-                y=g["y"][()],
-                y_target=g["y_target"][()],
-                edge_particle=g["edge_particle"][()],
-                scores={k: g["scores"][k][()] for k in g["scores"]},
-            )
+    """Yield the graphs of a shard; a damaged file is an InputError naming file, event and field."""
+    with open_verified(path, FORMAT) as r:
+        root = r.group(r.f, "graphs")
+        for key in keys if keys is not None else r.names(root):
+            with read_errors(path, key):
+                if key not in root:
+                    raise InputError("no such event in file", file=path, event=key)
+            g = r.group(root, key, event=key)
+            with read_errors(path, key, "n_hits"):
+                n_hits = int(g.attrs["n_hits"])
+            arrays = {name: r.read(g, name, event=key, field=name) for name in _ARRAYS}
+            sg = r.group(g, "scores", event=key)
+            scores = {k: r.read(sg, k, event=key, field=f"scores/{k}") for k in r.names(sg, key)}
+            yield Graph(key=key, n_hits=n_hits, scores=scores, **arrays)
 
 
 def read_graphs(path: str | Path, keys: list[str] | None = None) -> list[Graph]:

@@ -17,6 +17,7 @@ were built from; keeping per-event timings lets the report build the per-stage t
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +28,7 @@ import numpy as np
 from ..track_building.tracks import Tracks
 from .atomic import atomic_output
 from .errors import InputError
-from .hdf5 import open_store
+from .hdf5 import DIGEST_ATTRS, SealedWriter, VerifiedReader, open_verified, read_errors
 
 FORMAT = "gnntrack-tracks"
 VERSION = 1
@@ -65,32 +66,34 @@ def write_tracks(path: str | Path, items: Iterable[TrackRecord | dict]) -> None:
     if len(set(keys)) != len(keys):
         raise ValueError("duplicate event keys in tracks to write")
     with atomic_output(path) as tmp, h5py.File(tmp, "w") as f:
+        w = SealedWriter(f)
         f.attrs["format"] = FORMAT
         f.attrs["version"] = VERSION
-        root = f.create_group("tracks")
-        timing_root = f.create_group("timing")
+        root = w.group(f, "tracks")
+        timing_root = w.group(f, "timing")
         for rec in records:
             t = rec.tracks.numpy()
             _check_csr(t.hits, t.offsets, rec.n_hits, path, rec.key)
-            g = root.create_group(rec.key)
+            g = w.group(root, rec.key)
             g.attrs["n_hits"] = int(rec.n_hits)
             if rec.run_number is not None:
                 g.attrs["run_number"] = int(rec.run_number)
             if rec.event_number is not None:
                 g.attrs["event_number"] = int(rec.event_number)
-            g.create_dataset("hits", data=np.asarray(t.hits, dtype=np.int64))
-            g.create_dataset("offsets", data=np.asarray(t.offsets, dtype=np.int64))
+            w.dataset(g, "hits", np.asarray(t.hits, dtype=np.int64))
+            w.dataset(g, "offsets", np.asarray(t.offsets, dtype=np.int64))
             if rec.edge_index is not None:
                 ei = _np(rec.edge_index).astype(np.int64).reshape(2, -1)
-                g.create_dataset("edge_index", data=ei)
+                w.dataset(g, "edge_index", ei)
                 if rec.scores is not None:
                     sc = _np(rec.scores).astype(np.float32).ravel()
                     if len(sc) != ei.shape[1]:
                         raise ValueError(f"event {rec.key}: {len(sc)} scores for {ei.shape[1]} edges")
-                    g.create_dataset("scores", data=sc)
-            tg = timing_root.create_group(rec.key)
+                    w.dataset(g, "scores", sc)
+            tg = w.group(timing_root, rec.key)
             for stage, seconds in rec.timing.items():
                 tg.attrs[stage] = float(seconds)
+        w.seal()
 
 
 def _np(a) -> np.ndarray:
@@ -110,39 +113,55 @@ def _check_csr(hits, offsets, n_hits, path, key) -> None:
         raise InputError(f"hit rows outside [0, {n_hits})", file=path, event=key, field="hits")
 
 
-def _open(path: str | Path) -> h5py.File:
-    f = open_store(path, FORMAT)
-    if "tracks" not in f:
-        f.close()
-        raise InputError(f"not a {FORMAT} file", file=path, field="tracks")
-    return f
+@contextlib.contextmanager
+def _open(path: str | Path) -> Iterator[VerifiedReader]:
+    with open_verified(path, FORMAT) as r:
+        with read_errors(path):
+            if "tracks" not in r.f:
+                raise InputError(f"not a {FORMAT} file", file=path, field="tracks")
+        yield r
 
 
 def track_keys(path: str | Path) -> list[str]:
-    with _open(path) as f:
-        return list(f["tracks"].keys())
+    with _open(path) as r:
+        return r.names(r.group(r.f, "tracks"))
 
 
-def _read_record(path, f: h5py.File, key: str) -> TrackRecord:
-    g = f["tracks"][key]
+def _timing(r: VerifiedReader, key: str) -> dict[str, float]:
+    with read_errors(r.path, key, "timing"):
+        if "timing" not in r.f or key not in r.f["timing"]:
+            return {}
+    tg = r.group(r.group(r.f, "timing"), key, event=key, field="timing")
+    with read_errors(r.path, key, "timing"):
+        return {k: float(v) for k, v in tg.attrs.items() if k not in DIGEST_ATTRS}
+
+
+def _read_record(r: VerifiedReader, key: str) -> TrackRecord:
+    path = r.path
+    g = r.group(r.group(r.f, "tracks"), key, event=key)
+    with read_errors(path, key):
+        names = set(r.names(g, key))
+        attrs = {k: g.attrs[k] for k in ("n_hits", "run_number", "event_number") if k in g.attrs}
+        if "n_hits" not in attrs:
+            raise InputError("missing attribute", file=path, event=key, field="n_hits")
+        n_hits = int(attrs["n_hits"])
+        run_number = int(attrs["run_number"]) if "run_number" in attrs else None
+        event_number = int(attrs["event_number"]) if "event_number" in attrs else None
     for name in ("hits", "offsets"):
-        if name not in g:
+        if name not in names:
             raise InputError("missing dataset", file=path, event=key, field=name)
-    if "n_hits" not in g.attrs:
-        raise InputError("missing attribute", file=path, event=key, field="n_hits")
-    hits = np.asarray(g["hits"][()], dtype=np.int64)
-    offsets = np.asarray(g["offsets"][()], dtype=np.int64)
-    n_hits = int(g.attrs["n_hits"])
+    hits = np.asarray(r.read(g, "hits", event=key, field="hits"), dtype=np.int64)
+    offsets = np.asarray(r.read(g, "offsets", event=key, field="offsets"), dtype=np.int64)
     _check_csr(hits, offsets, n_hits, path, key)
     edge_index = scores = None
-    if "edge_index" in g:
-        edge_index = np.asarray(g["edge_index"][()], dtype=np.int64)
+    if "edge_index" in names:
+        edge_index = np.asarray(r.read(g, "edge_index", event=key, field="edge_index"), dtype=np.int64)
         if edge_index.ndim != 2 or edge_index.shape[0] != 2:
             raise InputError(
                 f"shape {edge_index.shape} is not (2, E)", file=path, event=key, field="edge_index"
             )
-        if "scores" in g:
-            scores = np.asarray(g["scores"][()], dtype=np.float32)
+        if "scores" in names:
+            scores = np.asarray(r.read(g, "scores", event=key, field="scores"), dtype=np.float32)
             if scores.shape != (edge_index.shape[1],):
                 raise InputError(
                     f"{scores.shape} scores for {edge_index.shape[1]} edges",
@@ -150,29 +169,30 @@ def _read_record(path, f: h5py.File, key: str) -> TrackRecord:
                     event=key,
                     field="scores",
                 )
-    timing = {}
-    if "timing" in f and key in f["timing"]:
-        timing = {k: float(v) for k, v in f["timing"][key].attrs.items()}
     return TrackRecord(
         key=key,
         tracks=Tracks(hits, offsets),
         n_hits=n_hits,
         edge_index=edge_index,
         scores=scores,
-        timing=timing,
-        run_number=int(g.attrs["run_number"]) if "run_number" in g.attrs else None,
-        event_number=int(g.attrs["event_number"]) if "event_number" in g.attrs else None,
+        timing=_timing(r, key),
+        run_number=run_number,
+        event_number=event_number,
     )
 
 
 def iter_tracks(path: str | Path, keys: list[str] | None = None) -> Iterator[TrackRecord]:
-    """Yield the records of a tracks file in file order (or ``keys`` order)."""
-    with _open(path) as f:
-        root = f["tracks"]
-        for key in keys if keys is not None else list(root.keys()):
-            if key not in root:
-                raise InputError("no such event in file", file=path, event=key)
-            yield _read_record(path, f, key)
+    """Yield the records of a tracks file in file order (or ``keys`` order).
+
+    A damaged file (content not matching its digest, unreadable HDF5) is an InputError naming it.
+    """
+    with _open(path) as r:
+        root = r.group(r.f, "tracks")
+        for key in keys if keys is not None else r.names(root):
+            with read_errors(path, key):
+                if key not in root:
+                    raise InputError("no such event in file", file=path, event=key)
+            yield _read_record(r, key)
 
 
 def read_tracks(path: str | Path, keys: list[str] | None = None) -> list[TrackRecord]:
@@ -181,7 +201,8 @@ def read_tracks(path: str | Path, keys: list[str] | None = None) -> list[TrackRe
 
 def read_timing(path: str | Path) -> dict[str, dict[str, float]]:
     """Event key -> {stage: seconds} of a tracks file."""
-    with _open(path) as f:
-        if "timing" not in f:
-            return {}
-        return {k: {s: float(v) for s, v in g.attrs.items()} for k, g in f["timing"].items()}
+    with _open(path) as r:
+        with read_errors(path, field="timing"):
+            if "timing" not in r.f:
+                return {}
+        return {k: _timing(r, k) for k in r.names(r.group(r.f, "timing"))}

@@ -16,8 +16,11 @@ builds exactly the input the model was trained on.
 
 from __future__ import annotations
 
+import hashlib
 import inspect
+import logging
 import math
+import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -27,31 +30,106 @@ from torch import nn
 from ..io.atomic import atomic_output
 from ..io.errors import InputError
 
+log = logging.getLogger(__name__)
+
 FORMAT = "gnntrack-model"
 VERSION = 1
 OPTIONAL_BUFFERS = ("x_mean", "x_std")
 
 
+#: zip member of a model file (beside torch's data.pkl) holding "sha256:<hex>" of the payload
+DIGEST_RECORD = "gnntrack_digest"
+
+
+def _update(h, value) -> None:
+    """Feed ``value`` into ``h`` in a canonical form: the same before ``torch.save`` and after
+    ``torch.load`` (lists and tuples alike, mappings in key order, tensors as dtype, shape, bytes)."""
+    if isinstance(value, torch.Tensor):
+        t = value.detach().cpu().contiguous()
+        h.update(f"T{t.dtype}{tuple(t.shape)}:".encode())
+        if t.numel():
+            h.update(t.reshape(-1).view(torch.uint8).numpy())
+    elif isinstance(value, Mapping):
+        items = sorted(value.items(), key=lambda kv: (type(kv[0]).__name__, repr(kv[0])))
+        h.update(b"M%d:" % len(items))
+        for k, v in items:
+            _update(h, k)
+            _update(h, v)
+    elif isinstance(value, (list, tuple)):
+        h.update(b"L%d:" % len(value))
+        for v in value:
+            _update(h, v)
+    elif value is None or isinstance(value, (bool, int, float, complex, str, bytes)):
+        text = repr(value).encode("utf-8", "surrogatepass")
+        h.update(f"{type(value).__name__}{len(text)}:".encode() + text)
+    else:  # any other plain value torch.load may return (torch.dtype, torch.device, ...)
+        text = f"{type(value).__module__}.{type(value).__qualname__}:{value!r}".encode()
+        h.update(b"X%d:" % len(text) + text)
+
+
+def payload_digest(payload: Mapping) -> str:
+    """``sha256:<hex>`` of a model/checkpoint payload in canonical form (``_update``)."""
+    h = hashlib.sha256()
+    _update(h, payload)
+    return f"sha256:{h.hexdigest()}"
+
+
 def save_checkpoint(payload: dict, path: str | Path) -> None:
-    """``torch.save`` under a temporary name, renamed when complete."""
+    """``torch.save`` under a temporary name, renamed when complete.
+
+    The file also holds the payload's content digest (``payload_digest``) as an extra zip member
+    next to torch's records, so ``load_checkpoint`` can check that what it loaded is what was
+    written. It is outside the pickled payload: a payload re-saved with a bare ``torch.save``
+    is a file without a digest, not one with a stale digest.
+    """
+    digest = payload_digest(payload)
     with atomic_output(path) as tmp:
         torch.save(payload, tmp)
+        with zipfile.ZipFile(tmp, "a") as z:
+            prefix = z.namelist()[0].split("/", 1)[0]  # torch keeps every record in one folder
+            z.writestr(f"{prefix}/{DIGEST_RECORD}", digest)
+
+
+def _stored_digest(path: Path) -> str | None:
+    with zipfile.ZipFile(path) as z:
+        names = [n for n in z.namelist() if n.rpartition("/")[2] == DIGEST_RECORD]
+        if not names:
+            return None
+        if len(names) > 1:
+            raise ValueError(f"{len(names)} digest records")
+        return z.read(names[0]).decode("ascii")
 
 
 def load_checkpoint(path: str | Path, what: str = "checkpoint") -> dict:
     """Load a model or checkpoint file; InputError naming the file if it is missing or unusable.
 
     ``weights_only=True``: these files hold only tensors and plain values, so no pickled code runs.
+    A payload that does not match the file's stored digest (flipped bytes in the weights, say) is
+    an InputError; files without a digest (written before digests existed, or by a bare
+    ``torch.save``) are read unverified, with a debug log line.
     """
     path = Path(path)
     if not path.exists():
         raise InputError(f"{what} does not exist", file=path)
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for damaged zip/pickle data
-        raise InputError(f"corrupt or unreadable {what} ({type(exc).__name__}: {exc})", file=path) from None
+        stored = _stored_digest(path)
+    except Exception as exc:  # torch and zipfile raise many types for damaged zip/pickle data
+        reason = " ".join(str(exc).split())
+        raise InputError(
+            f"corrupt or unreadable {what} ({type(exc).__name__}: {reason})", file=path
+        ) from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise InputError(f"not a gnntrack {what}", file=path, field="format")
+    if stored is None:
+        log.debug("%s has no content digest (written before digests): read unverified", path)
+        return payload
+    try:
+        actual = payload_digest(payload)
+    except Exception as exc:  # a damaged value that cannot even be encoded
+        raise InputError(f"damaged {what} content ({type(exc).__name__}: {exc})", file=path) from None
+    if stored != actual:
+        raise InputError(f"{what} content does not match its digest", file=path)
     return payload
 
 

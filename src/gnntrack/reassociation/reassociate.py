@@ -13,10 +13,17 @@ Outputs per tracks shard:
   (``SPindex`` = ``hits/hit_id``), both ordered by distance from the origin.
 - ``outdir/<shard>.h5``: per event CSR tables of the ordered clusters (written last, so its
   presence marks a complete shard).
+
+Everything is read and checked before anything is written, and the outputs are written into a
+temporary folder that is renamed into place: a damaged input ends in an ``InputError`` naming
+it and leaves no output folder (nor any partial file in an existing one).
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,12 +32,16 @@ import h5py
 import numpy as np
 
 from ..config import from_dict
-from ..io.atomic import atomic_output
 from ..io.errors import InputError
 from ..io.event_store import Event, event_keys, read_event
 from ..io.track_store import iter_tracks
 from ..track_building.tracks import Tracks
 
+#: the event columns re-association reads
+_COLUMNS = {
+    "hits": ("hit_id", "x", "y", "z", "cluster_index_1", "cluster_index_2"),
+    "clusters": ("cluster_id", "x", "y", "z"),
+}
 FORMAT = "gnntrack-reassociated"
 VERSION = 1
 
@@ -133,7 +144,6 @@ def run_reassociate(
         cfg if isinstance(cfg, ReassociationConfig) else from_dict(ReassociationConfig, cfg, "reassociation")
     )
     outdir = Path(outdir)
-    outdir.mkdir(parents=True, exist_ok=True)
     records = list(iter_tracks(tracks_file))
     event_files = [event_file] if isinstance(event_file, (str, Path)) else list(event_file)
     index = {key: f for f in event_files for key in event_keys(f)}
@@ -144,7 +154,9 @@ def run_reassociate(
             file=event_files[0] if len(event_files) == 1 else None,
             event=missing[0],
         )
-    events = {r.key: read_event(index[r.key], r.key, tables=("hits", "clusters")) for r in records}
+    events = {
+        r.key: read_event(index[r.key], r.key, tables=tuple(_COLUMNS), columns=_COLUMNS) for r in records
+    }
     results = []
     for rec in records:
         ev = events[rec.key]
@@ -153,13 +165,45 @@ def run_reassociate(
                 f"tracks were built on {rec.n_hits} hits but the event has {ev.n_hits}",
                 file=tracks_file, event=rec.key, field="n_hits",
             )  # fmt: skip
+        for table, columns in _COLUMNS.items():
+            have = getattr(ev, table)
+            for column in columns:
+                if column not in have or len(have[column]) != len(have[columns[0]]):
+                    raise InputError(
+                        "missing column or wrong length", file=index[rec.key], event=ev.key,
+                        field=f"{table}/{column}",
+                    )  # fmt: skip
         results.append((ev, reassociate_event(ev, rec.tracks, cfg.origin, file=tracks_file)))
+    with _atomic_dir(outdir) as tmpdir:
+        _write_outputs(tmpdir, Path(tracks_file).stem, results, cfg)
 
+
+@contextlib.contextmanager
+def _atomic_dir(outdir: Path):
+    """Yield a temporary folder beside ``outdir``; its files appear in ``outdir`` only if the block
+    succeeds (the whole folder renamed into place, or each file renamed into an existing one,
+    the shard file last). On failure nothing is left behind."""
+    outdir.parent.mkdir(parents=True, exist_ok=True)
+    tmpdir = outdir.with_name(f".{outdir.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmpdir, ignore_errors=True)
+    tmpdir.mkdir()
+    try:
+        yield tmpdir
+        if not outdir.exists():
+            os.replace(tmpdir, outdir)
+            return
+        files = sorted(tmpdir.iterdir(), key=lambda p: (p.suffix == ".h5", p.name))
+        for src in files:
+            os.replace(src, outdir / src.name)
+        tmpdir.rmdir()
+    finally:
+        shutil.rmtree(tmpdir, ignore_errors=True)
+
+
+def _write_outputs(outdir: Path, shard: str, results, cfg: ReassociationConfig) -> None:
     for ev, tc in results:
-        with atomic_output(outdir / f"track_{ev.run_number}_{ev.event_number}.csv") as tmp:
-            tmp.write_text(format_csv(ev, tc))
-    shard = Path(tracks_file).stem
-    with atomic_output(outdir / f"{shard}.h5") as tmp, h5py.File(tmp, "w") as f:
+        (outdir / f"track_{ev.run_number}_{ev.event_number}.csv").write_text(format_csv(ev, tc))
+    with h5py.File(outdir / f"{shard}.h5", "w") as f:
         f.attrs["format"] = FORMAT
         f.attrs["version"] = VERSION
         f.attrs["origin"] = np.asarray(cfg.origin, dtype=np.float64)
