@@ -11,18 +11,12 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from synthetic import make_event  # noqa: E402
 
-SHARED_DIR = Path(__file__).resolve().parents[1].parent / "shared"
 TEST_DATA = Path(__file__).resolve().parent / "data"
 
 
 @pytest.fixture
 def synthetic_event():
     return make_event()
-
-
-@pytest.fixture
-def shared_dir() -> Path:
-    return SHARED_DIR
 
 
 @pytest.fixture

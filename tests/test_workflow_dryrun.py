@@ -230,8 +230,8 @@ def test_real_root_input_replaces_simulation(tmp_path):
     assert max(map(len, inputs)) - min(map(len, inputs)) <= len(str(raw / "dump_0.root")) + 2
 
 
-def test_too_few_real_inputs_is_a_clear_error(tmp_path, shared_dir):
-    extra = {"input": {"source": "trackml", "trackml_dir": str(shared_dir / "data/trackml_sample")}}
+def test_too_few_real_inputs_is_a_clear_error(tmp_path, trackml_sample):
+    extra = {"input": {"source": "trackml", "trackml_dir": str(trackml_sample)}}
     res = snakemake(make_workdir(tmp_path, extra), "-n", "--configfile", "extra.yaml", check=False)
     assert res.returncode != 0
     assert "cannot fill" in res.stdout + res.stderr

@@ -21,7 +21,7 @@ from ..config import from_dict, to_dict
 from ..io.atomic import atomic_output
 from ..io.errors import InputError
 from ..io.event_store import Event, event_keys, read_event
-from ..io.graph_store import label_edges, read_graphs
+from ..io.graph_store import graph_keys, label_edges, read_graphs
 from ..io.track_store import iter_tracks
 from ..models.registry import read_model_info
 from ..track_building import TrackBuildingConfig, build_tracks
@@ -68,19 +68,7 @@ def _key_index(files: Sequence[str | Path], lister, what: str) -> dict[str, Path
 
 
 def _graph_keys(path) -> list[str]:
-    import h5py
-
-    from ..io.graph_store import FORMAT
-
-    if not Path(path).exists():
-        raise InputError("file does not exist", file=path)
-    try:
-        with h5py.File(path, "r") as f:
-            if f.attrs.get("format") != FORMAT or "graphs" not in f:
-                raise InputError(f"not a {FORMAT} file", file=path, field="format")
-            return list(f["graphs"].keys())
-    except OSError as exc:
-        raise InputError(f"not a readable HDF5 file ({exc})", file=path) from None
+    return graph_keys(path)
 
 
 def target_mask(event: Event, cfg: EvaluationConfig, file=None) -> np.ndarray:

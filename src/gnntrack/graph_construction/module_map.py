@@ -35,7 +35,7 @@ import h5py
 import numpy as np
 import torch
 
-from ..config import ConfigError, from_dict
+from ..config import ConfigError, Count, NonNegative, from_dict
 from ..io.atomic import atomic_output
 from ..io.errors import InputError
 from ..io.event_store import Event, iter_events
@@ -92,20 +92,20 @@ class ModuleMapConfig:
     """
 
     #: use at most this many training events (None: all of them), in file order
-    n_events: int | None = None
+    n_events: Count | None = None
     #: keep only module pairs seen at least this many times
-    min_count: int = 1
+    min_count: Count = 1
     #: ``phi``: share statistics between rotation-equivalent module pairs (``module_symmetry``);
     #: ``phi_z``: also between z-mirrored ones (rings paired geometrically from the training hits);
     #: ``none``: only the module pairs seen in training, as in GNN4ITk's map
     symmetry: Literal["none", "phi", "phi_z"] = "phi"
     #: ``minmax``: [min - tolerance*width, max + tolerance*width]; ``mean_rms``: mean +- n_sigma*rms
     cut: CutMode = "minmax"
-    tolerance: float = 0.1
-    n_sigma: float = 5.0
+    tolerance: NonNegative = 0.1
+    n_sigma: NonNegative = 5.0
     #: ``minmax`` only: a pair seen n times is widened further by this many times its layer pair's
     #: typical window width / (n + 1) each side (``module_symmetry.width_prior``); 0 disables
-    small_count_margin: float = 1.0
+    small_count_margin: NonNegative = 1.0
 
     def __post_init__(self) -> None:
         if self.tolerance < 0 or self.n_sigma < 0 or self.small_count_margin < 0:

@@ -89,7 +89,9 @@ class GNNConfig:
     concat_inputs: bool = False  # initial node/edge encodings appended to every step's input
     edge_first: bool = False  # each step updates edges before nodes
     residual: bool = True  # steps add to the latents (else replace them)
-    decoder: Literal["pair", "edge"] = "pair"  # pair: classify from [h_src, h_dst, e]; edge: from the edge latent alone
+    decoder: Literal["pair", "edge"] = (
+        "pair"  # pair: classify from [h_src, h_dst, e]; edge: from the edge latent alone
+    )
     loss: LossConfig = field(default_factory=LossConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     regions: RegionConfig = field(default_factory=RegionConfig)
