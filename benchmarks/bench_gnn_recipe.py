@@ -55,6 +55,11 @@ RECIPES: dict[str, dict] = {
     "concat_res": {"recurrent": False, "concat_inputs": True},
     "unshared": {"recurrent": False},
     "lr3e-3_cos": {"train": {"lr": 3e-3, "warmup_epochs": 0.5, "scheduler": "cosine", "min_lr": 1e-5}},
+    "regions2x2": {"regions": {"n_eta": 2, "n_phi": 2}},
+    "lr3e-3_cos_regions2x2": {
+        "regions": {"n_eta": 2, "n_phi": 2},
+        "train": {"lr": 3e-3, "warmup_epochs": 0.5, "scheduler": "cosine", "min_lr": 1e-5},
+    },
     "acorn_lr3e-3": {
         **ACORN_STEPS,
         "loss": {"fake_weight": 0.1},

@@ -12,6 +12,7 @@ from gnntrack.io.errors import InputError
 from gnntrack.io.event_store import write_events
 from gnntrack.io.graph_store import make_graph, read_graphs, write_graphs
 from gnntrack.models import load_model
+from gnntrack.models.registry import read_model_info
 from gnntrack.training import (
     FilterConfig,
     GNNConfig,
@@ -83,6 +84,22 @@ def test_filter_trains_applies_and_cuts(shards, tmp_path):
     )
     with h5py.File(out) as f:
         assert f.attrs["stage"] == "filter"
+
+
+def test_filter_cut_at_target_efficiency_is_stored_and_applied(shards, tmp_path):
+    """With target_efficiency the model stores the highest cut keeping that fraction of the
+    validation target edges, and apply_filter (config cut ignored) keeps exactly that."""
+    (tr_e, tr_g), (va_e, va_g) = shards["train"], shards["val"]
+    train = {**SMALL_TRAIN, "epochs": 3}
+    cfg = {"hidden": 16, "n_layers": 1, "train": train, "target_efficiency": 0.97, "max_edges_per_step": 800}
+    summary = run_train_filter([tr_e], [tr_g], [va_e], [va_g], tmp_path / "filter.pt", cfg, device="cpu")
+    wp = read_model_info(tmp_path / "filter.pt")["working_point"]
+    assert wp == summary["working_point"] and wp["criterion"] == "target_efficiency"
+    assert wp["efficiency"] >= 0.97 and wp["score_cut"] > 0
+    out = tmp_path / "filtered.h5"
+    metrics = run_apply_filter(va_e, va_g, tmp_path / "filter.pt", out, {"score_cut": 0.9}, device="cpu")
+    assert metrics["score_cut"] == wp["score_cut"] and metrics["efficiency"] == wp["efficiency"] >= 0.97
+    assert all(np.all(g.scores["filter"] >= wp["score_cut"]) for g in read_graphs(out))
 
 
 def test_gnn_trains_on_regions_and_scores_full_events(shards, tmp_path):

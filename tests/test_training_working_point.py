@@ -87,3 +87,15 @@ def test_efficiency_at_masked_purity_ignores_non_target_true_edges():
 def test_build_tracks_without_cut_uses_the_default():
     tracks = build_tracks(np.array([[0, 1], [1, 2]]), np.array([0.6, 0.4]), 3, {"min_hits": 2})
     assert len(tracks) == 1  # 0.6 passes the default 0.5, 0.4 does not
+
+
+def test_cut_at_efficiency_keeps_the_requested_fraction():
+    from gnntrack.training.edge_metrics import cut_at_efficiency
+
+    scores = np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3])
+    yt = np.array([1, 0, 1, 1, 0, 1, 0], bool)  # target scores 0.9 0.7 0.6 0.4
+    assert cut_at_efficiency(scores, yt, 0.75) == 0.6  # 3 of 4 pass score >= 0.6
+    assert cut_at_efficiency(scores, yt, 0.76) == 0.4
+    assert cut_at_efficiency(scores, yt, 1.0) == 0.4
+    kept = scores >= cut_at_efficiency(scores, yt, 0.5)
+    assert (kept & yt).sum() == 2 and kept.sum() == 3

@@ -160,15 +160,14 @@ def inference_config():
     """The inference section, made to rebuild the graphs the filter and GNN were trained on.
 
     Graph-construction overrides the inference section leaves unset (null) are taken from the
-    graph_construction section, and the filter cut is the one apply_filter used for training.
+    graph_construction section; the filter and GNN cuts are those stored in the model files (the
+    ones apply_filter and the evaluation use), unless the inference section sets them.
     """
     cfg = dict(stage_config("inference"))
     gc = stage_config("graph_construction")
     for key, gc_key in _INFERENCE_FROM_GRAPH_CONSTRUCTION.items():
         if cfg.get(key) is None and gc.get(gc_key) is not None:
             cfg[key] = gc[gc_key]
-    if USE_FILTER:
-        cfg["filter_cut"] = stage_config("filter")["score_cut"]
     return cfg
 
 

@@ -19,6 +19,9 @@ from ..config import (
 from ..track_building import TrackBuildingConfig
 
 
+DEFAULT_FILTER_CUT = 0.1  # a filter model without a stored working point
+
+
 @dataclass
 class InferenceConfig:
     """How ``run_infer`` / ``Pipeline`` run the chain for one shard.
@@ -31,7 +34,8 @@ class InferenceConfig:
     module_map_cut / module_map_tolerance / module_map_n_sigma: module-map window overrides
         (None: the settings stored in the map), as in ``graph_construction``.
     filter: run the edge filter when a filter model is given; edges with score >= filter_cut pass
-        (the ``apply_filter`` stage's rule and default, ``filter.score_cut``).
+        (the ``apply_filter`` stage's rule); None = the cut stored with the filter model (its
+        working point, as ``apply_filter`` uses it), 0.1 for a model without one.
     filter_chunk: edges scored by the filter at once (bounds memory on ⟨μ⟩=200 graphs).
     amp: autocast of the filter and GNN: none | bf16 | fp16 (fp16 only on GPU); the embedding
         always runs in fp32 (reduced precision moves points across r_max).
@@ -51,7 +55,7 @@ class InferenceConfig:
     module_map_tolerance: NonNegative | None = None
     module_map_n_sigma: NonNegative | None = None
     filter: bool = True
-    filter_cut: ProperFraction = 0.1
+    filter_cut: ProperFraction | None = None
     filter_chunk: Count = 1_000_000
     amp: Literal["none", "bf16", "fp16"] = "none"
     runtime: Literal["eager", "torchscript", "onnx", "compile"] = "eager"
@@ -60,7 +64,7 @@ class InferenceConfig:
     track_building: TrackBuildingConfig = field(default_factory=TrackBuildingConfig)
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.filter_cut < 1.0:
+        if self.filter_cut is not None and not 0.0 <= self.filter_cut < 1.0:
             raise ConfigError(f"filter_cut must be in [0, 1), got {self.filter_cut}")
         if self.filter_chunk < 1:
             raise ConfigError(f"filter_chunk must be >= 1, got {self.filter_chunk}")

@@ -26,7 +26,7 @@ from ..io.track_store import TrackRecord, write_tracks
 from ..track_building import Tracks, build_tracks
 from ..track_building.build import resolve_score_cut
 from ..training.device import resolve_device
-from .config import InferenceConfig, as_inference_config
+from .config import DEFAULT_FILTER_CUT, InferenceConfig, as_inference_config
 from .runtime import ModelRunner
 from .timing import StageTimer
 
@@ -133,9 +133,14 @@ class Pipeline:
         use_filter = filter_model is not None and self.cfg.filter
         self.filter_model = filter_model.to(self.device).eval() if use_filter else None
         self.gnn_model = gnn_model.to(self.device).eval()
-        # the edge cut: the config's, else the one stored with the GNN at training time
+        # the edge cuts: the config's, else the ones stored with the models at training time
+        filter_cut = self.cfg.filter_cut
+        if filter_cut is None:
+            filter_cut = float(getattr(filter_model, "score_cut", DEFAULT_FILTER_CUT))
         self.cfg = dataclasses.replace(
-            self.cfg, track_building=resolve_score_cut(self.cfg.track_building, gnn_model)
+            self.cfg,
+            filter_cut=filter_cut,
+            track_building=resolve_score_cut(self.cfg.track_building, gnn_model),
         )
         rt, amp = self.cfg.runtime, self.cfg.amp
         self._runners = {

@@ -84,3 +84,13 @@ def efficiency_at_masked_purity(
         return 0.0, 1.0
     i = ok[-1]
     return float(tp[i] / n_target), float(s[last_of_run][i])
+
+
+def cut_at_efficiency(scores: np.ndarray, y_target: np.ndarray, efficiency: float) -> float:
+    """The highest cut c such that edges with score >= c keep at least ``efficiency`` of the
+    target edges (0 without target edges)."""
+    t = np.sort(np.asarray(scores, np.float64)[np.asarray(y_target, bool)])[::-1]
+    if len(t) == 0:
+        return 0.0
+    k = max(int(np.ceil(efficiency * len(t))), 1)  # target edges that must pass
+    return float(t[k - 1])

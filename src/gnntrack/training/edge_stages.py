@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..config import Count, Positive, Probability, ProperFraction, from_dict, one_of
+from ..config import Count, Positive, Probability, ProperFraction, Rule, from_dict, one_of
 from ..io.errors import InputError
 from ..io.event_store import read_event
 from ..io.features import DEFAULT_NODE_FEATURES, node_features
@@ -32,7 +32,7 @@ from ..track_building.build import DEFAULT_SCORE_CUT
 from .checkpoint import seed_everything
 from .config import TrainConfig
 from .device import resolve_device
-from .edge_metrics import working_point
+from .edge_metrics import cut_at_efficiency, working_point
 from .edge_task import EdgeClassifierTask, edge_logits
 from .graph_data import load_items
 from .loop import fit
@@ -62,8 +62,11 @@ class FilterConfig:
     regions: RegionConfig = field(default_factory=RegionConfig)
     max_edges_per_step: Count | None = 200_000  # random edge subset per training step
     #: apply_filter keeps edges with score >= cut; also the validation working point and inference's
-    #: filter_cut, hence below 1
+    #: filter_cut, hence below 1. The cut is stored with the model (its working point).
     score_cut: ProperFraction = 0.1
+    #: when set, the stored cut is instead the highest cut that keeps this fraction of the
+    #: validation events' target edges (chosen after training)
+    target_efficiency: Annotated[float, Rule(exclusive_minimum=0, maximum=1)] | None = None
     chunk_size: Count = 1_000_000  # edges per forward pass when scoring (bounds memory)
     max_train_events: Count | None = None
     max_val_events: Count | None = None
@@ -155,10 +158,30 @@ def run_train_filter(
     cfg = cfg if isinstance(cfg, FilterConfig) else from_dict(FilterConfig, cfg, "filter")
     seed_everything(cfg.train.seed)
     model = build_filter(cfg)
-    return _train(
+    summary = _train(
         model, cfg, train_events, train_graphs, val_events, val_graphs, output, device,
         max_edges_per_step=cfg.max_edges_per_step, eval_chunk_size=cfg.chunk_size,
     )  # fmt: skip
+    dev = resolve_device(device)
+    wp = {"score_cut": float(cfg.score_cut), "criterion": "fixed"}
+    if cfg.target_efficiency is not None:
+        s_l, y_l, yt_l = [], [], []
+        for ef, gf in zip(val_events, val_graphs):
+            for graph, scores, _ in _score_file(ef, gf, model, dev, cfg.chunk_size):
+                s_l.append(scores)
+                y_l.append(graph.y)
+                yt_l.append(graph.y_target)
+        if s_l:
+            s, y, yt = np.concatenate(s_l), np.concatenate(y_l), np.concatenate(yt_l)
+            cut = cut_at_efficiency(s, yt, cfg.target_efficiency)
+            wp = {"criterion": "target_efficiency", "target_efficiency": cfg.target_efficiency,
+                  **working_point(s, y, yt, cut), "score_cut": float(min(cut, 1.0 - 1e-6))}  # fmt: skip
+    payload = load_checkpoint(output, "model file")
+    payload["working_point"] = wp
+    save_checkpoint(payload, output)
+    log.info("filter working point: %s", wp)
+    summary["working_point"] = wp
+    return summary
 
 
 def run_train_gnn(
@@ -263,16 +286,17 @@ def run_apply_filter(
     cfg = cfg if isinstance(cfg, FilterConfig) else from_dict(FilterConfig, cfg, "filter")
     dev = resolve_device(device)
     net = _as_model(model, dev)
+    cut = float(getattr(net, "score_cut", cfg.score_cut))  # the model's stored working point
     out, scores_l, y_l, yt_l, times = [], [], [], [], []
     for graph, scores, dt in _score_file(event_file, graph_file, net, dev, cfg.chunk_size):
         graph.scores["filter"] = scores
-        out.append(graph.subset(scores >= cfg.score_cut))
+        out.append(graph.subset(scores >= cut))
         scores_l.append(scores)
         y_l.append(graph.y)
         yt_l.append(graph.y_target)
         times.append(dt)
     write_graphs(output, out, stage="filter")
-    return _summary(scores_l, y_l, yt_l, cfg.score_cut, times, len(out))
+    return _summary(scores_l, y_l, yt_l, cut, times, len(out))
 
 
 def run_score_graphs(
