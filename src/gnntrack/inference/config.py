@@ -18,7 +18,6 @@ from ..config import (
 )
 from ..track_building import TrackBuildingConfig
 
-
 DEFAULT_FILTER_CUT = 0.1  # a filter model without a stored working point
 
 
