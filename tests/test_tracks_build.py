@@ -57,6 +57,17 @@ def test_walkthrough_splits_fork():
     assert tracks2.to_lists()[0] == [0, 1, 2, 3, 7, 8, 9]
 
 
+def test_walkthrough_separates_tracks_merged_by_a_fake_edge():
+    """Two particles 0-1-2-3 and 4-5-6-7, one fake edge 1->6 above the cut: CC returns one merged
+    8-hit candidate, the walkthrough the two tracks."""
+    edges = _chain([0, 1, 2, 3]) + _chain([4, 5, 6, 7]) + [[1, 6]]
+    ei, sc = np.array(edges).T, np.array([0.9] * 6 + [0.6], np.float32)
+    cc = build_tracks(ei, sc, 8, {"method": "cc", "score_cut": 0.5})
+    assert [sorted(t) for t in cc.to_lists()] == [list(range(8))]
+    walk = build_tracks(ei, sc, 8, {"method": "walkthrough", "score_cut": 0.5})
+    assert sorted(map(sorted, walk.to_lists())) == [[0, 1, 2, 3], [4, 5, 6, 7]]
+
+
 def test_walkthrough_orders_simple_chain_along_edges():
     # a chain whose hit indices are not in edge order: 5 -> 2 -> 9 -> 0
     ei = np.array([[2, 5, 9], [9, 2, 0]])

@@ -73,28 +73,25 @@ def split_item(item: GraphItem, eta: np.ndarray, phi: np.ndarray, regions: Regio
     return out
 
 
-def load_items(
+def iter_event_graphs(
     event_files: Sequence[str | Path],
     graph_files: Sequence[str | Path],
-    names: Sequence[str],
-    scales: dict[str, float],
-    loss: LossConfig,
-    regions: RegionConfig | None = None,
+    tables: tuple[str, ...] = ("hits", "particles"),
     max_events: int | None = None,
-) -> list[GraphItem]:
-    """Items of every graph in ``graph_files`` with the matching event of ``event_files`` (shard by shard)."""
+):
+    """Yield (event, graph) of every graph in ``graph_files`` with its event (shards paired by
+    position), checked to fit each other; at most ``max_events`` pairs."""
     event_files, graph_files = list(event_files), list(graph_files)
     if len(event_files) != len(graph_files):
         raise InputError(
             f"{len(event_files)} event files but {len(graph_files)} graph files; they pair by shard"
         )
-    items: list[GraphItem] = []
     n_events = 0
     for ef, gf in zip(event_files, graph_files):
         for graph in iter_graphs(gf):
             if max_events is not None and n_events >= max_events:
-                return items
-            event = read_event(ef, graph.key, tables=("hits", "particles"))
+                return
+            event = read_event(ef, graph.key, tables=tables)
             if event.n_hits != graph.n_hits:
                 raise InputError(
                     f"graph has {graph.n_hits} hits but the event has {event.n_hits}",
@@ -105,10 +102,25 @@ def load_items(
                 raise InputError(
                     "edge_index refers to a missing hit", file=gf, event=graph.key, field="edge_index"
                 )
-            item = make_item(event, graph, names, scales, loss)
-            if regions is not None and regions.n_regions > 1:
-                items += split_item(item, event.hits["eta"], event.hits["phi"], regions)
-            else:
-                items.append(item)
             n_events += 1
+            yield event, graph
+
+
+def load_items(
+    event_files: Sequence[str | Path],
+    graph_files: Sequence[str | Path],
+    names: Sequence[str],
+    scales: dict[str, float],
+    loss: LossConfig,
+    regions: RegionConfig | None = None,
+    max_events: int | None = None,
+) -> list[GraphItem]:
+    """Items of every graph in ``graph_files`` with the matching event of ``event_files`` (shard by shard)."""
+    items: list[GraphItem] = []
+    for event, graph in iter_event_graphs(event_files, graph_files, ("hits", "particles"), max_events):
+        item = make_item(event, graph, names, scales, loss)
+        if regions is not None and regions.n_regions > 1:
+            items += split_item(item, event.hits["eta"], event.hits["phi"], regions)
+        else:
+            items.append(item)
     return items

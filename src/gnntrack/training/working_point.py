@@ -30,13 +30,11 @@ from ..conditions import select
 from ..config import Count, Probability
 from ..evaluation.config import DEFAULT_TARGET
 from ..evaluation.matching import Rates, apply_style, event_rates, filter_tracks, match_pairs
-from ..io.errors import InputError
-from ..io.event_store import read_event
 from ..io.features import node_features
-from ..io.graph_store import iter_graphs
 from ..track_building import TrackBuildingConfig, build_tracks
 from .edge_metrics import efficiency_at_masked_purity, working_point
 from .edge_task import edge_logits
+from .graph_data import iter_event_graphs
 
 DEFAULT_CUTS = tuple(round(0.05 * i, 2) for i in range(1, 20))
 
@@ -56,26 +54,12 @@ class WorkingPointConfig:
 @torch.no_grad()
 def score_events(model, event_files, graph_files, device="cpu", max_events: int | None = None):
     """Yield (event, graph, scores) of validation events (shards paired by position)."""
-    n = 0
     model.eval()
-    for ef, gf in zip(event_files, graph_files):
-        for graph in iter_graphs(gf):
-            if max_events is not None and n >= max_events:
-                return
-            event = read_event(ef, graph.key, tables=("hits", "particles"))
-            if event.n_hits != graph.n_hits:
-                raise InputError(
-                    f"graph has {graph.n_hits} hits but the event has {event.n_hits}",
-                    file=gf,
-                    event=graph.key,
-                )
-            x = torch.from_numpy(node_features(event.hits, model.node_features, model.feature_scales)).to(
-                device
-            )
-            ei = torch.from_numpy(np.ascontiguousarray(graph.edge_index, dtype=np.int64)).to(device)
-            scores = torch.sigmoid(edge_logits(model, x, ei).float()).cpu().numpy()
-            n += 1
-            yield event, graph, scores
+    for event, graph in iter_event_graphs(event_files, graph_files, ("hits", "particles"), max_events):
+        x = node_features(event.hits, model.node_features, model.feature_scales)
+        ei = np.ascontiguousarray(graph.edge_index, dtype=np.int64)
+        logits = edge_logits(model, torch.from_numpy(x).to(device), torch.from_numpy(ei).to(device))
+        yield event, graph, torch.sigmoid(logits.float()).cpu().numpy()
 
 
 def _target(event) -> np.ndarray:
