@@ -56,6 +56,22 @@ RECIPES: dict[str, dict] = {
     "unshared": {"recurrent": False},
     "lr3e-3_cos": {"train": {"lr": 3e-3, "warmup_epochs": 0.5, "scheduler": "cosine", "min_lr": 1e-5}},
     "regions2x2": {"regions": {"n_eta": 2, "n_phi": 2}},
+    "regions4x4": {"regions": {"n_eta": 4, "n_phi": 4}},
+    "regions4x4_lr3e-3_cos": {
+        "regions": {"n_eta": 4, "n_phi": 4},
+        "train": {"lr": 3e-3, "warmup_epochs": 0.5, "scheduler": "cosine", "min_lr": 1e-5},
+    },
+    # target edges of high-pT particles (rare in tt-bar + pile-up) weighted up
+    "regions4x4_ptweight": {
+        "regions": {"n_eta": 4, "n_phi": 4},
+        "loss": {
+            "weighting": [
+                {"weight": 0.0, "conditions": {"y": True}},
+                {"weight": 1.0, "conditions": {"y_target": True}},
+                {"weight": 3.0, "conditions": {"y_target": True, "pt": [">", 5.0]}},
+            ]
+        },
+    },
     "lr3e-3_cos_regions2x2": {
         "regions": {"n_eta": 2, "n_phi": 2},
         "train": {"lr": 3e-3, "warmup_epochs": 0.5, "scheduler": "cosine", "min_lr": 1e-5},
