@@ -5,8 +5,8 @@
 
 Reads the campaign's test events, its GNN-scored test graphs (``scored/test``), its tracks
 (``tracks/``) and the GNN model's stored working point (``models/gnn.pt``; ``--cut`` overrides),
-and classifies every target particle that two-way matching misses (causes in
-``gnntrack.evaluation.losses``). Writes ``DIR/losses.json`` (counts and fractions, score
+classifies every target particle that two-way matching misses and every candidate it leaves
+unmatched (causes and kinds in ``gnntrack.evaluation.losses``). Writes ``DIR/losses.json`` (counts and fractions, score
 histograms), ``DIR/losses.md`` (tables) and ``DIR/scores.png`` (score distributions of target,
 non-target true and fake edges). Use it before and after a change to see what moved.
 """
@@ -24,7 +24,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from gnntrack.conditions import DEFAULT_TARGET, select  # noqa: E402
-from gnntrack.evaluation.losses import CAUSES, LossBreakdown, classify_event, score_histograms  # noqa: E402
+from gnntrack.evaluation.losses import (  # noqa: E402
+    CAUSES,
+    FAKE_KINDS,
+    LossBreakdown,
+    classify_event,
+    classify_fakes,
+    score_histograms,
+)
 from gnntrack.io.event_store import read_event  # noqa: E402
 from gnntrack.io.graph_store import iter_graphs  # noqa: E402
 from gnntrack.io.track_store import iter_tracks  # noqa: E402
@@ -45,6 +52,7 @@ def main(argv=None) -> int:
         cut = float(wp.get("score_cut", 0.5))
     breakdown = LossBreakdown()
     all_s, all_y, all_yt = [], [], []
+    fakes = dict.fromkeys((*FAKE_KINDS, "n_tracks"), 0)
     n_events = 0
     for scored in sorted((c / "scored" / "test").glob("*.h5")):
         tracks = {r.key: r.tracks for r in iter_tracks(c / "tracks" / scored.name)}
@@ -55,6 +63,8 @@ def main(argv=None) -> int:
             s = g.scores["gnn"]
             causes = classify_event(event, g.edge_index, g.y, g.edge_particle, s, cut, tracks[g.key], target)
             breakdown.add(causes, event.particles, target)
+            for k, v in classify_fakes(event, tracks[g.key], target).items():
+                fakes[k] += v
             all_s.append(s)
             all_y.append(g.y)
             all_yt.append(g.y_target)
@@ -62,7 +72,7 @@ def main(argv=None) -> int:
     summary = breakdown.summary()
     hist = score_histograms(np.concatenate(all_s), np.concatenate(all_y), np.concatenate(all_yt))
     record = {"campaign": str(c), "label": args.label, "score_cut": cut, "n_events": n_events, **summary,
-              "scores": hist}  # fmt: skip
+              "unmatched_tracks_two_way": fakes, "scores": hist}  # fmt: skip
     args.output.mkdir(parents=True, exist_ok=True)
     (args.output / "losses.json").write_text(json.dumps(record, indent=1) + "\n")
 
@@ -78,6 +88,15 @@ def main(argv=None) -> int:
     ]
     lines += [f"| {k} | {summary['lost'][k]} | {pct(summary['lost_fraction'][k])} |" for k in CAUSES]
     lines += [f"| all | {summary['n_lost']} | {pct(summary['n_lost'] / max(summary['n_target'], 1))} |", ""]
+    n_tr = max(fakes["n_tracks"], 1)
+    lines += [
+        f"Candidates two-way matching leaves unmatched ({fakes['n_tracks']} candidates)",
+        "",
+        "| kind | candidates | % of candidates |",
+        "| --- | --- | --- |",
+    ]
+    lines += [f"| {k} | {fakes[k]} | {100 * fakes[k] / n_tr:.2f} |" for k in FAKE_KINDS]
+    lines.append("")
     for name, bins, key, counts in (
         ("|η|", summary["abs_eta_bins"], "lost_fraction_per_abs_eta", summary["n_target_per_abs_eta"]),
         ("pT [GeV]", summary["pt_bins_gev"], "lost_fraction_per_pt", summary["n_target_per_pt"]),

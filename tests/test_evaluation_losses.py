@@ -68,3 +68,31 @@ def test_score_histograms_split_edge_classes():
     assert (
         h["fake"]["counts"] == [1, 0] and h["target"]["counts"] == [0, 2] and h["non_target_true"]["n"] == 1
     )
+
+
+def test_unmatched_candidates_by_kind():
+    from gnntrack.evaluation.losses import classify_fakes
+
+    # particles: 0 target (5 hits), 1 non-target low pT (10 hits), 2 non-target 3 GeV (5 hits)
+    hp = np.array([np.arange(20), np.repeat([0, 1, 1, 2], 5)])
+    event = SimpleNamespace(n_hits=23, hit_particle=hp, particles={"pt": np.array([5.0, 0.5, 3.0])})
+    target = np.array([True, False, False])
+    tracks = Tracks.from_lists(
+        [
+            [0, 1, 2, 3, 4],  # matched (target)
+            [5, 6, 7],  # 3 of 10 hits of the low-pT particle: pure fragment
+            [15, 16],  # too short, not counted
+            [0, 1, 15, 16, 17],  # 3 of 5 from particle 2, 3/5 of its hits: matched
+            [20, 21, 22],  # noise only
+            [5, 15, 0, 21],  # no particle above half: impure
+        ]
+    )
+    out = classify_fakes(event, tracks, target)
+    assert out == {
+        "fragment_target": 0,
+        "fragment_low_pt": 1,
+        "fragment_other": 0,
+        "impure": 1,
+        "noise": 1,
+        "n_tracks": 5,
+    }

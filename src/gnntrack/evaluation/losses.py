@@ -16,8 +16,12 @@ checked in the order the pipeline could lose it; the first that applies is its c
 - ``other``: none of the above (a candidate holds it and is pure, but matching still failed,
   e.g. hits shared by several particles).
 
-``loss_breakdown`` returns counts per cause, overall and per |η| and pT bin; ``score_histograms``
-the edge-score distributions of target, non-target true and fake edges.
+``LossBreakdown`` sums the causes over events, overall and per |η| and pT bin; ``score_histograms``
+gives the edge-score distributions of target, non-target true and fake edges; ``classify_fakes``
+says what the candidates two-way matching leaves unmatched are: pure fragments (more than f of
+their hits from one particle, but not more than f of that particle's hits) of a target particle,
+of a non-target particle below ``pt_low`` GeV or of another non-target particle, impure candidates,
+or noise only.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from scipy.sparse.csgraph import connected_components
 from .matching import apply_style, filter_tracks, match_pairs
 
 CAUSES = ("graph", "below_cut", "too_short", "split", "merged", "other")
+FAKE_KINDS = ("fragment_target", "fragment_low_pt", "fragment_other", "impure", "noise")
 ABS_ETA_BINS = (0.0, 1.0, 2.0, 3.0, 4.0)
 PT_BINS = (1.0, 2.0, 5.0, 10.0, float("inf"))  # GeV
 
@@ -160,4 +165,39 @@ def score_histograms(scores, y, y_target, bins: int = 50) -> dict:
     for name, mask in (("target", y_target), ("non_target_true", y & ~y_target), ("fake", ~y)):
         counts, _ = np.histogram(scores[mask], edges)
         out[name] = {"n": int(mask.sum()), "counts": counts.tolist()}
+    return out
+
+
+def classify_fakes(
+    event, tracks, target: np.ndarray, fraction: float = 0.5, min_hits: int = 3, pt_low: float = 1.0
+) -> dict[str, int]:
+    """Counts of the candidates (>= ``min_hits``) two-way matching leaves unmatched, by kind."""
+    tracks = filter_tracks(tracks, min_hits)
+    n_particles = len(target)
+    pairs = match_pairs(tracks, event.hit_particle, event.n_hits, n_particles)
+    ok = (pairs.purity > fraction) & (pairs.completeness > fraction)
+    matched = np.zeros(pairs.n_tracks, bool)
+    matched[pairs.track[ok]] = True
+    out = dict.fromkeys(FAKE_KINDS, 0)
+    pt = np.asarray(event.particles["pt"], float)
+    best = np.full(pairs.n_tracks, -1)
+    if len(pairs.track):
+        order = np.lexsort((-pairs.shared, pairs.track))  # per track, most shared first
+        first = order[np.r_[True, pairs.track[order][1:] != pairs.track[order][:-1]]]
+        best[pairs.track[first]] = first
+    for t in np.flatnonzero(~matched):
+        i = best[t]
+        if i < 0:
+            out["noise"] += 1
+        elif pairs.purity[i] <= fraction:
+            out["impure"] += 1
+        else:
+            p = pairs.particle[i]
+            kind = (
+                "fragment_target"
+                if target[p]
+                else ("fragment_low_pt" if pt[p] < pt_low else "fragment_other")
+            )
+            out[kind] += 1
+    out["n_tracks"] = int(pairs.n_tracks)
     return out
