@@ -72,6 +72,8 @@ RECIPES: dict[str, dict] = {
             ]
         },
     },
+    # true edges of non-target particles (mostly below 1 GeV) trained as true (weight 1)
+    "regions4x4_nontarget1": {"regions": {"n_eta": 4, "n_phi": 4}, "loss": {"non_target_weight": 1.0}},
     "lr3e-3_cos_regions2x2": {
         "regions": {"n_eta": 2, "n_phi": 2},
         "train": {"lr": 3e-3, "warmup_epochs": 0.5, "scheduler": "cosine", "min_lr": 1e-5},
