@@ -1,4 +1,4 @@
-"""Truth links of spacepoints and the truth graph (DESIGN.md §4) against a plain-Python reference."""
+"""Truth links of spacepoints and the truth graph against a plain-Python reference."""
 
 from __future__ import annotations
 

@@ -71,7 +71,7 @@ def select(table: Mapping[str, np.ndarray], selection: Mapping | None, n: int | 
     return mask
 
 
-#: DESIGN.md §4 target particles (momenta in GeV, lengths in mm).
+#: Target particles (the evaluation report's definition) (momenta in GeV, lengths in mm).
 DEFAULT_TARGET = {
     "is_primary": True,
     "abs_pdg_id": ["not_in", [11]],

@@ -1,4 +1,4 @@
-"""Track-to-particle matching (DESIGN.md §4) with the ATLAS, one-way and two-way styles.
+"""Track-to-particle matching with the ATLAS, one-way and two-way styles.
 
 A track candidate and a particle share n hits; a hit may be linked to several particles (merged
 clusters), so shared counts come from the event's ``hit_particle`` links, not from a single

@@ -1,6 +1,6 @@
 """Quality of a constructed graph: edge efficiency/purity, binned efficiencies, truth-CC bound.
 
-Definitions (DESIGN.md §4):
+Definitions (as in the evaluation report):
 
 - target-edge efficiency: fraction of the truth graph's target edges (edges of target particles,
   direction ignored) present in the graph;

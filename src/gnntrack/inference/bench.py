@@ -1,6 +1,6 @@
 """``gnntrack bench``: per-stage inference timing of cumulative optimisations, ATLAS-table style.
 
-Each variant is the previous one plus one change (DESIGN.md §7, the GNN4ITk ACAT 2024 table):
+Each variant is the previous one plus one change (the GNN4ITk ACAT 2024 table; docs/performance.md):
 
 1. ``baseline``            brute-force neighbour search, scipy connected components, fp32 eager,
                            module map applied on the CPU

@@ -1,6 +1,6 @@
 """One-process inference: events -> graph -> filter -> GNN -> track candidates, per-stage timed.
 
-This is the production inference path (DESIGN.md §5, rule ``infer``) and the one the benchmark
+This is the production inference path (rule ``infer``, docs/workflow.md) and the one the benchmark
 measures. For each event the hits are read once and moved to the device; every later stage
 consumes and produces device tensors, so nothing returns to the host until the tracks are
 written. The physics is that of the stage-by-stage files path (``build_graphs`` ->

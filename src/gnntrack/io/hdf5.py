@@ -234,16 +234,21 @@ class VerifiedReader:
         self._manifests[name] = manifest
         return manifest
 
+    def _member(self, parent: h5py.Group, name: str, kind: type, what: str, event, field: str):
+        """``parent[name]``, which must exist and be a ``kind``; InputError naming ``field`` else."""
+        with read_errors(self.path, event, field):
+            if name not in parent:
+                raise InputError(f"missing {what}", file=self.path, event=event, field=field)
+            obj = parent[name]
+            if not isinstance(obj, kind):
+                raise InputError(f"not a {what}", file=self.path, event=event, field=field)
+        return obj
+
     def group(self, parent: h5py.Group, name: str, event=None, field: str | None = None) -> h5py.Group:
         """``parent[name]`` as a group, its digest checked; InputError if absent or damaged
         (naming ``field``, by default the group's path below the event)."""
         field = field or _field(f"{parent.name}/{name}", event)
-        with read_errors(self.path, event, field):
-            if name not in parent:
-                raise InputError("missing group", file=self.path, event=event, field=field)
-            g = parent[name]
-            if not isinstance(g, h5py.Group):
-                raise InputError("not a group", file=self.path, event=event, field=field)
+        g = self._member(parent, name, h5py.Group, "group", event, field)
         if self.on and g.name not in self._manifests:
             self._verify_group(g, event, field)
         return g
@@ -256,12 +261,8 @@ class VerifiedReader:
     def read(self, parent: h5py.Group, name: str, event=None, field: str | None = None) -> np.ndarray:
         """All values of dataset ``parent[name]``, checked against its manifest entry."""
         field = field or _field(f"{parent.name}/{name}", event)
+        ds = self._member(parent, name, h5py.Dataset, "dataset", event, field)
         with read_errors(self.path, event, field):
-            if name not in parent:
-                raise InputError("missing dataset", file=self.path, event=event, field=field)
-            ds = parent[name]
-            if not isinstance(ds, h5py.Dataset):
-                raise InputError("not a dataset", file=self.path, event=event, field=field)
             if not self.on:
                 return ds[()]
             entry = self._manifests[parent.name].get(name)

@@ -1,4 +1,4 @@
-"""Truth matching of spacepoints to particles and the truth graph (DESIGN.md §4), vectorised.
+"""Truth matching of spacepoints to particles and the truth graph, vectorised.
 
 At <mu>=200 an event has ~10^4 particles and ~10^5 spacepoints, so nothing here loops over
 particles or hits in Python: links are CSR arrays and every step is a sort, a search or a
@@ -119,7 +119,7 @@ def _module_groups(hit_particle: np.ndarray, hit_module: np.ndarray, distance: n
 def build_truth_graph(
     hit_particle: np.ndarray, hit_module: np.ndarray, distance: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """True edges (2, E) int64 inner -> outer and their particle rows (E,), per DESIGN.md §4.
+    """True edges (2, E) int64 inner -> outer and their particle rows (E,).
 
     ``hit_particle``: (2, L) links; ``hit_module``: module id of every hit row; ``distance``:
     (L,) distance of each link's hit from its particle's production vertex.

@@ -1,4 +1,4 @@
-"""Built-in ITk-like simulation (DESIGN.md §3.3): Pythia 8 events through a silicon tracker.
+"""Built-in ITk-like simulation: Pythia 8 events through a silicon tracker.
 
 Public API: ``SimulationConfig``, ``load_geometry(path)``, ``simulate_event(cfg, geometry,
 run_number, event_number, seed)`` (one GNN4ITk in-memory event), ``run_simulate(output, cfg,

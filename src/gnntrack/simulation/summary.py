@@ -2,7 +2,7 @@
 
 Works on the GNN4ITk in-memory dict directly (no conversion step), so the simulation can be
 checked on its own: particles leaving hits, spacepoints, target particles and spacepoints per
-target particle versus eta (DESIGN.md §4 target definition, spacepoint truth of §3.1: a strip
+target particle versus eta (the evaluation's target definition; a strip
 spacepoint belongs to a particle only when both its clusters link to it).
 """
 

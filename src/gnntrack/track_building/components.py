@@ -1,7 +1,7 @@
 """Connected components of a hit graph with interchangeable backends and canonical labels.
 
 Track building labels each hit with its component. Three backends exist because the fast one
-depends on where the data lives (DESIGN.md §7): scipy for numpy/CPU data, a torch-native
+depends on where the data lives: scipy for numpy/CPU data, a torch-native
 FastSV-style hook-and-shortcut algorithm built on ``scatter_reduce(amin)`` that runs on any torch
 device without extra dependencies, and cuGraph when RAPIDS is importable and the tensors are on a
 GPU. Every backend returns the *same* labels -- the smallest node index of the component -- so
