@@ -16,7 +16,7 @@ from gnntrack.io.graph_store import read_graphs
 
 RULE_COMMANDS = {
     "simulate", "convert", "build-module-map", "train-metric-learning", "build-graphs", "train-filter",
-    "apply-filter", "train-gnn", "score-gnn", "infer", "reassociate", "evaluate", "export", "bench",
+    "apply-filter", "train-gnn", "working-point", "score-gnn", "infer", "reassociate", "evaluate", "export", "bench",
 }  # fmt: skip
 
 

@@ -263,6 +263,7 @@ def test_changing_one_stage_reruns_it_and_its_descendants_only(tmp_path):
     jobs = dry_run(workdir, "config/test_tiny.yaml", "extra.yaml")
     assert set(jobs) == {
         "train_gnn",
+        "gnn_working_point",
         "score_gnn",
         "infer",
         "reassociate",
@@ -271,6 +272,12 @@ def test_changing_one_stage_reruns_it_and_its_descendants_only(tmp_path):
         "bench",
         "all",
     }
+
+    # the track building re-chooses the GNN's working point without retraining it
+    (workdir / "extra.yaml").write_text(yaml.safe_dump({"inference": {"track_building": {"min_hits": 5}}}))
+    jobs = dry_run(workdir, "config/test_tiny.yaml", "extra.yaml")
+    assert "train_gnn" not in jobs and jobs["gnn_working_point"] == 1
+    assert {"score_gnn", "infer", "evaluate"} <= set(jobs)
 
     (workdir / "extra.yaml").write_text(yaml.safe_dump({"module_map": {"tolerance": 0.25}}))
     jobs = dry_run(workdir, "config/test_tiny.yaml", "extra.yaml")

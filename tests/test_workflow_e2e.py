@@ -82,6 +82,7 @@ def test_gnn_change_reruns_gnn_and_descendants_only(campaign):
     jobs = dry_run(campaign, TINY, "extra.yaml")
     assert set(jobs) == {
         "train_gnn",
+        "gnn_working_point",
         "score_gnn",
         "infer",
         "reassociate",
@@ -110,7 +111,7 @@ def test_interrupted_training_resumes_from_checkpoint(campaign):
     # 20 epochs (~0.5 s each) so that a loaded machine cannot finish it before the signal lands
     extra = {"gnn": {"train": {**gnn.get("train", {}), "epochs": 20}}}
     (campaign / "extra.yaml").write_text(yaml.safe_dump(extra))
-    model, last = res / "models/gnn.pt", res / "models/gnn.pt.last"
+    model, last = res / "models/gnn_trained.pt", res / "models/gnn_trained.pt.last"
     last.unlink()  # else the longer run would continue the campaign's 1-epoch training
     log = res / "logs/train_gnn.log"
     started = time.time()

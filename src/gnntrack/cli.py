@@ -89,6 +89,12 @@ def _cfg(args, section):
     return stage_config(section, campaign, args.set)
 
 
+def _track_building(args):
+    """The campaign's ``inference.track_building`` (``--set`` applies to the command's own section)."""
+    campaign = load_yaml(args.config) if args.config else {}
+    return stage_config("inference", campaign).track_building
+
+
 def cmd_simulate(args):
     from gnntrack.simulation import run_simulate
 
@@ -143,7 +149,30 @@ def cmd_train_filter(args):
 def cmd_train_gnn(args):
     from gnntrack.training import run_train_gnn
 
-    _train_edge_classifier(args, "gnn", run_train_gnn)
+    run_train_gnn(
+        args.train_events,
+        args.train_graphs,
+        args.val_events,
+        args.val_graphs,
+        args.output,
+        _cfg(args, "gnn"),
+        device=args.device,
+        track_building=_track_building(args),
+    )
+
+
+def cmd_working_point(args):
+    from gnntrack.training import run_choose_working_point
+
+    run_choose_working_point(
+        args.model,
+        args.val_events,
+        args.val_graphs,
+        args.output,
+        _cfg(args, "gnn"),
+        _track_building(args),
+        device=args.device,
+    )
 
 
 def cmd_apply_filter(args):
@@ -288,6 +317,17 @@ def build_parser() -> argparse.ArgumentParser:
         for opt in ("--train-events", "--train-graphs", "--val-events", "--val-graphs"):
             p.add_argument(opt, nargs="+", type=Path, required=True)
         p.add_argument("-o", "--output", type=Path, required=True)
+
+    p = add(
+        "working-point",
+        cmd_working_point,
+        "choose a trained GNN's edge cut on validation events (gnn.working_point, inference.track_building)",
+        device=True,
+    )
+    p.add_argument("--model", type=Path, required=True)
+    for opt in ("--val-events", "--val-graphs"):
+        p.add_argument(opt, nargs="+", type=Path, required=True)
+    p.add_argument("-o", "--output", type=Path, required=True)
 
     for name, func, help in (
         ("apply-filter", cmd_apply_filter, "keep the edges of a graphs shard above the filter cut"),

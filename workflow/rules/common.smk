@@ -225,8 +225,14 @@ MODULE_MAP = f"{RESULTS}/module_map/module_map.h5"
 MODELS = {
     "metric_learning": f"{RESULTS}/models/metric_learning.pt",
     "filter": f"{RESULTS}/models/filter.pt",
-    "gnn": f"{RESULTS}/models/gnn.pt",
+    "gnn": f"{RESULTS}/models/gnn.pt",  # with its working point
 }
+TRAINED_GNN = f"{RESULTS}/models/gnn_trained.pt"  # before the working point is chosen
+
+
+def gnn_training_config():
+    """The ``gnn`` section without ``working_point``: choosing the cut does not retrain."""
+    return {k: v for k, v in stage_config("gnn").items() if k != "working_point"}
 
 
 def graph_builder_inputs():

@@ -1,5 +1,6 @@
-# GNN edge classifier (interaction network): training, and scoring of the test graphs for
-# the edge-level evaluation.
+# GNN edge classifier (interaction network): training, the working point (its edge cut, chosen
+# on the validation events with the campaign's track building), and scoring of the test graphs
+# for the edge-level evaluation.
 
 
 rule train_gnn:
@@ -9,9 +10,9 @@ rule train_gnn:
         val_events=split_events("val"),
         val_graphs=[gnn_input_graphs("val", s) for s in SHARDS["val"]],
     output:
-        MODELS["gnn"],
+        TRAINED_GNN,
     params:
-        cfg=stage_config("gnn"),
+        cfg=gnn_training_config(),
     log:
         f"{LOGS}/train_gnn.log",
     benchmark:
@@ -23,6 +24,29 @@ rule train_gnn:
         ENV
     script:
         "../scripts/train_gnn.py"
+
+
+rule gnn_working_point:
+    input:
+        model=TRAINED_GNN,
+        val_events=split_events("val"),
+        val_graphs=[gnn_input_graphs("val", s) for s in SHARDS["val"]],
+    output:
+        MODELS["gnn"],
+    params:
+        cfg=stage_config("gnn"),
+        track_building=stage_config("inference")["track_building"],
+    log:
+        f"{LOGS}/gnn_working_point.log",
+    benchmark:
+        f"{BENCHMARKS}/gnn_working_point.tsv"
+    threads: rule_threads("gnn_working_point")
+    resources:
+        **rule_resources("gnn_working_point"),
+    conda:
+        ENV
+    script:
+        "../scripts/gnn_working_point.py"
 
 
 rule score_gnn:

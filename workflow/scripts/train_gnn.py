@@ -1,4 +1,6 @@
-"""train_gnn: train/val events + (filtered) graphs -> GNN edge classifier (resumes from <output>.last)."""
+"""train_gnn: train/val events + (filtered) graphs -> GNN edge classifier (resumes from <output>.last).
+
+The working point is chosen by the next rule (gnn_working_point)."""
 
 from _common import device, start
 
@@ -15,4 +17,5 @@ run_train_gnn(
     smk.output[0],
     smk.params.cfg,
     device=device(smk),
+    choose_cut=False,
 )

@@ -205,6 +205,8 @@ class Pipeline:
             for c in getattr(self.module_map, "hit_columns", ("module_id",)):
                 if c not in cols:
                     cols.append(c)
+        if self.cfg.track_building.min_pt is not None:  # the candidates' pT estimate
+            cols += [c for c in ("x", "y") if c not in cols]
         return tuple(cols)
 
     # ------------------------------------------------------------------ stages
@@ -300,7 +302,7 @@ class Pipeline:
 
     def label(self, ev: EventTensors, edge_index, scores, timer: StageTimer) -> Tracks:
         with timer.stage("labelling"):
-            tracks = build_tracks(edge_index, scores, ev.n_hits, self.cfg.track_building)
+            tracks = build_tracks(edge_index, scores, ev.n_hits, self.cfg.track_building, hits=ev.hits)
         return tracks
 
     # ------------------------------------------------------------------ whole event

@@ -15,8 +15,9 @@ from typing import Literal
 import numpy as np
 import torch
 
-from ..config import Count, Probability, from_dict
+from ..config import Count, NonNegative, Positive, Probability, from_dict
 from .components import connected_components
+from .selection import select_min_pt
 from .tracks import Tracks
 from .walkthrough import walk_tracks
 
@@ -32,6 +33,10 @@ class TrackBuildingConfig:
         (inference), else ``DEFAULT_SCORE_CUT``.
     walk_score_cut: edge cut used inside junction components by the walk (None: score_cut).
     min_hits: minimum number of spacepoints of a kept candidate.
+    min_pt: minimum transverse momentum (GeV) of a kept candidate, estimated from its own
+        spacepoints by a beam-line-constrained circle fit (``track_building.selection``); None =
+        no cut. Removes the fragments of particles below the target pT that the GNN links.
+    bfield: solenoid field (tesla) for that estimate; 2 T in ATLAS and the built-in detector.
     backend: connected-components backend: auto | scipy | torch | cugraph.
     """
 
@@ -39,6 +44,8 @@ class TrackBuildingConfig:
     score_cut: Probability | None = None
     walk_score_cut: Probability | None = None
     min_hits: Count = 3
+    min_pt: NonNegative | None = None
+    bfield: Positive = 2.0
     backend: Literal["auto", "scipy", "torch", "cugraph"] = "auto"
 
     def __post_init__(self) -> None:
@@ -65,15 +72,28 @@ def resolve_score_cut(cfg: TrackBuildingConfig, model=None) -> TrackBuildingConf
     return dataclasses.replace(cfg, score_cut=float(DEFAULT_SCORE_CUT if cut is None else cut))
 
 
-def build_tracks(edge_index, scores, n_hits: int, cfg: TrackBuildingConfig | dict | None = None) -> Tracks:
+def build_tracks(
+    edge_index, scores, n_hits: int, cfg: TrackBuildingConfig | dict | None = None, hits=None
+) -> Tracks:
     """Build the track candidates of one event.
 
     ``edge_index`` (2, E) hit rows directed away from the beam, ``scores`` (E,) edge scores in
     [0, 1] (None: every edge passes). Returns CSR ``Tracks`` of the same array kind as the input
-    (torch input: tensors on the input's device); candidates shorter than ``min_hits`` are dropped.
+    (torch input: tensors on the input's device); candidates shorter than ``min_hits`` are dropped,
+    and with ``min_pt`` set those with a lower pT estimate, which needs ``hits`` (a mapping with
+    the spacepoints' ``x`` and ``y`` in mm, numpy or torch).
     """
     cfg = _as_config(cfg)
     n_hits = int(n_hits)
+    if cfg.min_pt is None:
+        return _build(edge_index, scores, n_hits, cfg)
+    if hits is None or "x" not in hits or "y" not in hits:
+        raise ValueError("track_building.min_pt needs the spacepoints' x and y (hits=...)")
+    tracks = _build(edge_index, scores, n_hits, cfg)
+    return select_min_pt(tracks, hits["x"], hits["y"], cfg.min_pt, cfg.bfield)
+
+
+def _build(edge_index, scores, n_hits: int, cfg: TrackBuildingConfig) -> Tracks:
     on_gpu = isinstance(edge_index, torch.Tensor) and edge_index.is_cuda
     if cfg.backend == "cugraph" and not (on_gpu and cfg.method == "cc"):
         # cuGraph needs data on a GPU; a campaign configured for the cluster still runs on a laptop

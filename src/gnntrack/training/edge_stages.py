@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from ..config import Count, Positive, Probability, ProperFraction, Rule, from_dict, one_of
+from ..io.atomic import atomic_output
 from ..io.errors import InputError
 from ..io.event_store import read_event
 from ..io.features import DEFAULT_NODE_FEATURES, node_features
@@ -192,15 +193,61 @@ def run_train_gnn(
     output: str | Path,
     cfg: GNNConfig | dict | None = None,
     device: str = "auto",
+    track_building=None,
+    choose_cut: bool = True,
 ) -> dict:
-    """Train the interaction GNN; best model -> ``output``."""
+    """Train the interaction GNN; best model -> ``output``.
+
+    With ``choose_cut`` the working point is then chosen on the validation events with the
+    ``track_building`` settings (see ``choose_gnn_working_point``); the workflow does that in its
+    own rule instead, so that a change of track building does not retrain.
+    """
     cfg = cfg if isinstance(cfg, GNNConfig) else from_dict(GNNConfig, cfg, "gnn")
     seed_everything(cfg.train.seed)
     model = build_gnn(cfg)
     summary = _train(model, cfg, train_events, train_graphs, val_events, val_graphs, output, device)
+    if choose_cut:
+        summary["working_point"] = _store_working_point(
+            model, val_events, val_graphs, output, cfg, track_building, device
+        )
+    return summary
+
+
+def run_choose_working_point(
+    model_file: str | Path,
+    val_events: Sequence[str | Path],
+    val_graphs: Sequence[str | Path],
+    output: str | Path,
+    cfg: GNNConfig | dict | None = None,
+    track_building=None,
+    device: str = "auto",
+) -> dict:
+    """A trained GNN's file -> the same model with its working point chosen on validation events.
+
+    ``cfg`` is the ``gnn`` section (its ``working_point`` and ``score_cut``), ``track_building``
+    the ``inference.track_building`` settings the candidates are built with. Returns the working point.
+    """
+    cfg = cfg if isinstance(cfg, GNNConfig) else from_dict(GNNConfig, cfg, "gnn")
+    dev = resolve_device(device)
+    model = load_model(model_file, dev)
+    payload = load_checkpoint(model_file, "model file")
+    with atomic_output(output) as tmp:
+        save_checkpoint(payload, tmp)
+        return _store_working_point(model, val_events, val_graphs, tmp, cfg, track_building, device)
+
+
+def _store_working_point(
+    model, val_events, val_graphs, output, cfg: GNNConfig, track_building, device
+) -> dict:
     t0 = time.perf_counter()
     wp = choose_working_point(
-        model, val_events, val_graphs, cfg.working_point, cfg.score_cut, resolve_device(device)
+        model,
+        val_events,
+        val_graphs,
+        cfg.working_point,
+        cfg.score_cut,
+        resolve_device(device),
+        track_building,
     )
     payload = load_checkpoint(output, "model file")
     payload["working_point"] = wp
@@ -211,8 +258,7 @@ def run_train_gnn(
         wp["criterion"], wp["n_events"], time.perf_counter() - t0, wp["score_cut"],
         best.get("two_way_efficiency"), best.get("two_way_fake_rate"),
     )  # fmt: skip
-    summary["working_point"] = wp
-    return summary
+    return wp
 
 
 def _as_model(model: nn.Module | str | Path, device: torch.device) -> nn.Module:

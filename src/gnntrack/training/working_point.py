@@ -12,12 +12,17 @@ built at every cut of a grid, and the cut is chosen by ``criterion``:
   edges over target + fake edges), i.e. the most efficient edge selection at a stated purity.
 - ``fixed``: ``score_cut`` as configured (no scan; the scan is still recorded when events are given).
 
-The result (cut, criterion, and the per-cut scan) is written into the model file under
-``working_point``; inference and evaluation use it unless their config sets a cut explicitly.
+Track candidates are built exactly as inference builds them (``inference.track_building``:
+method, minimum length, candidate pT cut), so the cut is chosen for the tracks users get. The
+result (cut, criterion, the track-building settings and the per-cut scan) is written into the
+model file under ``working_point``; inference and evaluation use it unless their config sets a cut
+explicitly. In the workflow this is its own rule after training, so changing the track building
+re-chooses the cut without retraining.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,9 +32,9 @@ import numpy as np
 import torch
 
 from ..conditions import select
-from ..config import Count, Probability
+from ..config import Count, Probability, from_dict
 from ..evaluation.config import DEFAULT_TARGET
-from ..evaluation.matching import Rates, apply_style, event_rates, filter_tracks, match_pairs
+from ..evaluation.matching import Rates, apply_style, event_rates, match_pairs
 from ..io.features import node_features
 from ..track_building import TrackBuildingConfig, build_tracks
 from .edge_metrics import efficiency_at_masked_purity, working_point
@@ -37,6 +42,8 @@ from .edge_task import edge_logits
 from .graph_data import iter_event_graphs
 
 DEFAULT_CUTS = tuple(round(0.05 * i, 2) for i in range(1, 20))
+#: the track-building settings a working point was chosen with (recorded in the model file)
+TRACK_SETTINGS = ("method", "walk_score_cut", "min_hits", "min_pt", "bfield")
 
 
 @dataclass
@@ -46,8 +53,6 @@ class WorkingPointConfig:
     criterion: Literal["two_way", "masked_purity", "fixed"] = "two_way"
     purity: Probability = 0.95  # masked_purity criterion
     cuts: list[Probability] = field(default_factory=lambda: list(DEFAULT_CUTS))
-    method: Literal["cc", "walkthrough"] = "cc"  # track building used for the two_way scan
-    min_hits: Count = 3
     max_events: Count | None = 10  # validation events scanned
 
 
@@ -66,14 +71,30 @@ def _target(event) -> np.ndarray:
     return select(event.particles, DEFAULT_TARGET, n=len(event.particles["pt"]))
 
 
-def scan_cuts(scored: Sequence, cfg: WorkingPointConfig) -> list[dict]:
-    """Per cut: two-way and ATLAS track efficiency and fake rate, edge efficiency and masked purity."""
+def _track_building(track_building) -> TrackBuildingConfig:
+    if track_building is None:
+        return TrackBuildingConfig()
+    if isinstance(track_building, TrackBuildingConfig):
+        return track_building
+    return from_dict(TrackBuildingConfig, track_building, "inference.track_building")
+
+
+def scan_cuts(scored: Sequence, cfg: WorkingPointConfig, track_building=None) -> list[dict]:
+    """Per cut: two-way and ATLAS track efficiency and fake rate, ATLAS duplicate rate, edge
+    efficiency and masked purity.
+
+    Candidates are built with ``track_building`` (a ``TrackBuildingConfig`` or its dict; None =
+    the defaults) at each cut of the grid.
+    """
+    base = _track_building(track_building)
     rows = []
     for cut in cfg.cuts:
         two, atlas = Rates(), Rates()
+        tb = dataclasses.replace(base, score_cut=float(cut))
         for event, graph, scores in scored:
-            tb = TrackBuildingConfig(method=cfg.method, score_cut=float(cut), min_hits=cfg.min_hits)
-            tracks = filter_tracks(build_tracks(graph.edge_index, scores, event.n_hits, tb), cfg.min_hits)
+            tracks = build_tracks(
+                graph.edge_index, scores, event.n_hits, tb, hits=getattr(event, "hits", None)
+            )
             target = _target(event)
             pairs = match_pairs(tracks, event.hit_particle, event.n_hits, len(target))
             two.add(event_rates(apply_style(pairs, "two_way", 0.5), target))
@@ -89,6 +110,7 @@ def scan_cuts(scored: Sequence, cfg: WorkingPointConfig) -> list[dict]:
                 "two_way_fake_rate": two.fake_rate,
                 "atlas_efficiency": atlas.efficiency,
                 "atlas_fake_rate": atlas.fake_rate,
+                "atlas_duplicate_rate": atlas.duplicate_rate,
                 "edge_efficiency": wp["efficiency"],
                 "edge_masked_purity": wp["masked_purity"],
             }
@@ -103,12 +125,16 @@ def choose_working_point(
     cfg: WorkingPointConfig,
     default_cut: float,
     device="cpu",
+    track_building=None,
 ) -> dict:
     """The model's working point from its validation events (see module docstring)."""
+    tb = _track_building(track_building)
+    settings = {k: getattr(tb, k) for k in TRACK_SETTINGS}
     scored = list(score_events(model, event_files, graph_files, device, cfg.max_events))
     if not scored:
-        return {"score_cut": float(default_cut), "criterion": "fixed", "n_events": 0, "scan": []}
-    scan = scan_cuts(scored, cfg) if cfg.criterion != "masked_purity" else []
+        return {"score_cut": float(default_cut), "criterion": "fixed", "n_events": 0, "scan": [],
+                "track_building": settings}  # fmt: skip
+    scan = scan_cuts(scored, cfg, tb) if cfg.criterion != "masked_purity" else []
     if cfg.criterion == "two_way":
         best = max(scan, key=lambda r: (r["two_way_efficiency"] or 0.0, r["cut"]))
         cut = best["cut"]
@@ -120,4 +146,10 @@ def choose_working_point(
         cut = float(cut)
     else:
         cut = float(default_cut)
-    return {"score_cut": float(cut), "criterion": cfg.criterion, "n_events": len(scored), "scan": scan}
+    return {
+        "score_cut": float(cut),
+        "criterion": cfg.criterion,
+        "n_events": len(scored),
+        "track_building": settings,
+        "scan": scan,
+    }
