@@ -99,3 +99,18 @@ def test_cut_at_efficiency_keeps_the_requested_fraction():
     assert cut_at_efficiency(scores, yt, 1.0) == 0.4
     kept = scores >= cut_at_efficiency(scores, yt, 0.5)
     assert (kept & yt).sum() == 2 and kept.sum() == 3
+
+
+def test_two_way_criterion_takes_the_highest_cut_of_the_efficiency_plateau(monkeypatch):
+    from gnntrack.training import working_point as wp
+
+    effs = {0.05: 0.9826, 0.15: 0.9822, 0.3: 0.9815, 0.35: 0.9799, 0.5: 0.97}
+    rows = [{"cut": c, "two_way_efficiency": e} for c, e in effs.items()]
+    monkeypatch.setattr(wp, "score_events", lambda *a, **k: iter(_two_particles()))
+    monkeypatch.setattr(wp, "scan_cuts", lambda *a, **k: rows)
+    cfg = WorkingPointConfig(cuts=list(effs))
+    assert wp.choose_working_point(None, [], [], cfg, 0.5)["score_cut"] == 0.3  # within 0.002 of 0.9826
+    cfg.tolerance = 0.0
+    assert wp.choose_working_point(None, [], [], cfg, 0.5)["score_cut"] == 0.05  # the maximum itself
+    cfg.tolerance = 0.003
+    assert wp.choose_working_point(None, [], [], cfg, 0.5)["score_cut"] == 0.35

@@ -5,9 +5,11 @@ classifier trained with down-weighted fake edges scores everything higher), with
 and with pile-up. After training, the validation graphs are scored once, track candidates are
 built at every cut of a grid, and the cut is chosen by ``criterion``:
 
-- ``two_way``: the highest two-way (double-majority) track efficiency; ties go to the higher cut
-  (fewer fakes). This is what the campaign's headline optimises: a cut too low merges particles
-  through fake edges, one too high splits them.
+- ``two_way``: the highest cut whose two-way (double-majority) track efficiency is within
+  ``tolerance`` of the best cut's. This is what the campaign's headline optimises: a cut too low
+  merges particles through fake edges, one too high splits them. Between the two the efficiency
+  is often flat to a few 0.0001 over a wide range of cuts while the fake rate keeps falling with
+  the cut, so the highest cut of that plateau is taken, not the noisy maximum.
 - ``masked_purity``: the lowest cut whose kept edges reach ``purity`` (masked purity: target
   edges over target + fake edges), i.e. the most efficient edge selection at a stated purity.
 - ``fixed``: ``score_cut`` as configured (no scan; the scan is still recorded when events are given).
@@ -32,7 +34,7 @@ import numpy as np
 import torch
 
 from ..conditions import select
-from ..config import Count, Probability, from_dict
+from ..config import Count, Probability, ProperFraction, from_dict
 from ..evaluation.config import DEFAULT_TARGET
 from ..evaluation.matching import Rates, apply_style, event_rates, match_pairs
 from ..io.features import node_features
@@ -52,6 +54,7 @@ class WorkingPointConfig:
 
     criterion: Literal["two_way", "masked_purity", "fixed"] = "two_way"
     purity: Probability = 0.95  # masked_purity criterion
+    tolerance: ProperFraction = 0.002  # two_way criterion: efficiency below the best still on the plateau
     cuts: list[Probability] = field(default_factory=lambda: list(DEFAULT_CUTS))
     max_events: Count | None = 10  # validation events scanned
 
@@ -136,8 +139,8 @@ def choose_working_point(
                 "track_building": settings}  # fmt: skip
     scan = scan_cuts(scored, cfg, tb) if cfg.criterion != "masked_purity" else []
     if cfg.criterion == "two_way":
-        best = max(scan, key=lambda r: (r["two_way_efficiency"] or 0.0, r["cut"]))
-        cut = best["cut"]
+        top = max(r["two_way_efficiency"] or 0.0 for r in scan)
+        cut = max(r["cut"] for r in scan if (r["two_way_efficiency"] or 0.0) >= top - cfg.tolerance)
     elif cfg.criterion == "masked_purity":
         s = np.concatenate([x[2] for x in scored])
         y = np.concatenate([x[1].y for x in scored])
