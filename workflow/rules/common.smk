@@ -307,6 +307,7 @@ GPU_RULES = {
     "train_filter",
     "apply_filter",
     "train_gnn",
+    "gnn_working_point",
     "score_gnn",
     "infer",
     "bench",
