@@ -24,14 +24,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gnntrack.graph_construction import EmbeddingBuilder, ModuleMap, build_module_map, graph_metrics
+from gnntrack.graph_construction import EmbeddingBuilder, ModuleMap, build_module_map
 from gnntrack.graph_construction.geometry import hits_to_tensors, orient_outward
-from gnntrack.graph_construction.metrics import truth_target_edges
 from gnntrack.graph_construction.module_map import read_map_events, target_doublets
 from gnntrack.graph_construction.module_symmetry import ModuleCatalogue, mirror_rings
 from gnntrack.graph_construction.neighbours import radius_graph
 from gnntrack.io.event_store import iter_events
 from gnntrack.io.graph_store import make_graph
+from gnntrack.metrics import graph_metrics, truth_target_edges
 
 
 def _test_events(path):

@@ -27,6 +27,7 @@ import torch
 
 from gnntrack.io.event_store import read_event
 from gnntrack.io.graph_store import read_graphs
+from gnntrack.metrics.edges import working_point
 from gnntrack.models import load_model
 from gnntrack.training import (
     FilterConfig,
@@ -36,7 +37,6 @@ from gnntrack.training import (
     run_train_filter,
     run_train_gnn,
 )
-from gnntrack.training.edge_metrics import working_point
 from gnntrack.training.edge_stages import score_graph
 
 

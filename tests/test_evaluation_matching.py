@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 from scipy.stats import binom
 
-from gnntrack.evaluation import EvaluationConfig, apply_style, event_rates, match_pairs
-from gnntrack.evaluation.matching import filter_tracks
-from gnntrack.evaluation.stats import binned_ratio, clopper_pearson
+from gnntrack.evaluation import EvaluationConfig
+from gnntrack.metrics.stats import binned_ratio, clopper_pearson
+from gnntrack.metrics.tracks import apply_style, event_rates, filter_tracks, match_pairs
 from gnntrack.track_building import Tracks
 
 # particles A..E own hits 0-9, 10-19, 20-29, 30-35, 50-55; hits 40-49 are noise

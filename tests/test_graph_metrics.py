@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from synthetic import make_event
 
-from gnntrack.graph_construction import graph_metrics
 from gnntrack.io.event_store import write_events
 from gnntrack.io.graph_store import make_graph, write_graphs
+from gnntrack.metrics import graph_metrics
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,6 @@ from gnntrack.graph_construction import (
     ModuleMap,
     ModuleMapData,
     build_module_map,
-    graph_metrics,
     run_build_graphs,
     run_build_module_map,
 )
@@ -24,7 +23,6 @@ from gnntrack.graph_construction.geometry import (
     module_ids_as_int64,
     orient_outward,
 )
-from gnntrack.graph_construction.metrics import truth_target_edges
 from gnntrack.graph_construction.module_map import _Accumulator, target_doublets
 from gnntrack.graph_construction.module_symmetry import (
     Z_ODD_FEATURES,
@@ -36,6 +34,7 @@ from gnntrack.graph_construction.module_symmetry import (
 from gnntrack.io.errors import InputError
 from gnntrack.io.event_store import write_events
 from gnntrack.io.graph_store import make_graph, read_graphs
+from gnntrack.metrics import graph_metrics, truth_target_edges
 
 
 @pytest.fixture(scope="module")

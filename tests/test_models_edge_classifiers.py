@@ -11,10 +11,10 @@ from synthetic import make_event
 
 from gnntrack.io.errors import InputError
 from gnntrack.io.features import DEFAULT_NODE_FEATURES, DEFAULT_SCALES, node_features
+from gnntrack.metrics.edges import roc_auc, working_point
 from gnntrack.models import FilterModel, InteractionGNN, load_model, save_model
 from gnntrack.models.edge_features import EDGE_FEATURES, EdgeFeatures
 from gnntrack.models.losses import LossConfig, WeightRule, edge_weights, weighted_bce
-from gnntrack.training.edge_metrics import roc_auc, working_point
 from gnntrack.training.regions import RegionConfig, region_masks, region_subgraph
 
 torch.set_num_threads(1)

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from gnntrack.io.errors import InputError
+from gnntrack.metrics.edges import efficiency_at_masked_purity
 from gnntrack.models import InteractionGNN, load_model, save_model
 from gnntrack.track_building import TrackBuildingConfig, build_tracks
 from gnntrack.track_building.build import resolve_score_cut
-from gnntrack.training.edge_metrics import efficiency_at_masked_purity
 from gnntrack.training.working_point import WorkingPointConfig, scan_cuts
 
 
@@ -90,7 +90,7 @@ def test_build_tracks_without_cut_uses_the_default():
 
 
 def test_cut_at_efficiency_keeps_the_requested_fraction():
-    from gnntrack.training.edge_metrics import cut_at_efficiency
+    from gnntrack.metrics.edges import cut_at_efficiency
 
     scores = np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3])
     yt = np.array([1, 0, 1, 1, 0, 1, 0], bool)  # target scores 0.9 0.7 0.6 0.4

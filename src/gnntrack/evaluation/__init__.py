@@ -1,7 +1,6 @@
-"""Physics evaluation: track matching, efficiency / fake / duplicate rates, edge metrics, plots."""
+"""Physics evaluation: the evaluate stage (summary, report, plots); the metrics are ``gnntrack.metrics``."""
 
 from .config import MATCHING_STYLES, EvaluationConfig
-from .matching import apply_style, event_rates, match_pairs
 from .run import run_evaluate
 
-__all__ = ["MATCHING_STYLES", "EvaluationConfig", "apply_style", "event_rates", "match_pairs", "run_evaluate"]
+__all__ = ["MATCHING_STYLES", "EvaluationConfig", "run_evaluate"]

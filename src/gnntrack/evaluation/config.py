@@ -8,8 +8,9 @@ from typing import Any, Literal
 
 from ..conditions import DEFAULT_TARGET
 from ..config import Count, NonNegative, Positive, Probability, ProperFraction
+from ..metrics.tracks import MATCHING_STYLES
 
-MATCHING_STYLES = ("ATLAS", "one_way", "two_way")
+__all__ = ["MATCHING_STYLES", "EvaluationConfig"]
 
 
 @dataclass

@@ -32,7 +32,7 @@ import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from .matching import apply_style, filter_tracks, match_pairs
+from ..metrics.tracks import apply_style, filter_tracks, match_pairs
 
 CAUSES = ("graph", "below_cut", "too_short", "split", "merged", "other")
 FAKE_KINDS = ("fragment_target", "fragment_low_pt", "fragment_other", "impure", "noise")
@@ -175,9 +175,7 @@ def classify_fakes(
     tracks = filter_tracks(tracks, min_hits)
     n_particles = len(target)
     pairs = match_pairs(tracks, event.hit_particle, event.n_hits, n_particles)
-    ok = (pairs.purity > fraction) & (pairs.completeness > fraction)
-    matched = np.zeros(pairs.n_tracks, bool)
-    matched[pairs.track[ok]] = True
+    matched = apply_style(pairs, "two_way", fraction).track_matched
     out = dict.fromkeys(FAKE_KINDS, 0)
     pt = np.asarray(event.particles["pt"], float)
     best = np.full(pairs.n_tracks, -1)

@@ -18,7 +18,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from ..io.atomic import atomic_output  # noqa: E402
-from .stats import BinnedRatio  # noqa: E402
+from ..metrics.stats import BinnedRatio  # noqa: E402
 
 logging.getLogger("matplotlib.font_manager").setLevel(logging.ERROR)
 

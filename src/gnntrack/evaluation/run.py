@@ -23,14 +23,21 @@ from ..io.errors import InputError
 from ..io.event_store import Event, event_keys, read_event
 from ..io.graph_store import graph_keys, label_edges, read_graphs
 from ..io.track_store import iter_tracks
+from ..metrics.edges import EdgeCounts, select_scored
+from ..metrics.stats import binned_ratio, ratio_entry
+from ..metrics.tracks import (
+    MATCHING_STYLES,
+    Rates,
+    apply_style,
+    event_rates,
+    filter_tracks,
+    match_pairs,
+    truth_cc_tracks,
+)
 from ..models.registry import read_model_info
-from ..track_building import TrackBuildingConfig, build_tracks
 from ..track_building.build import DEFAULT_SCORE_CUT
-from .config import MATCHING_STYLES, EvaluationConfig
-from .edges import EdgeCounts, select_scored
-from .matching import Rates, apply_style, event_rates, filter_tracks, match_pairs
+from .config import EvaluationConfig
 from .plots import describe_selection, plot_ratios, plot_rz_maps
-from .stats import binned_ratio, ratio_entry
 from .timing import timing_markdown, timing_table
 
 R_MAX_MM, Z_MAX_MM = 1100.0, 3100.0
@@ -132,11 +139,6 @@ def _rates_summary(r: Rates) -> dict:
     }
 
 
-def _truth_cc_tracks(edge_index, y, n_hits, min_hits):
-    cfg = TrackBuildingConfig(method="cc", min_hits=min_hits, backend="scipy")
-    return build_tracks(np.asarray(edge_index)[:, np.asarray(y, dtype=bool)], None, n_hits, cfg)
-
-
 def run_evaluate(
     event_files: Sequence[str | Path],
     track_files: Sequence[str | Path],
@@ -214,7 +216,7 @@ def run_evaluate(
                 src_ei = y = None
             if src_ei is not None:
                 bound.add(
-                    _truth_cc_tracks(src_ei, y, event.n_hits, cfg.min_track_length), event, target, cfg, True
+                    truth_cc_tracks(src_ei, y, event.n_hits, cfg.min_track_length), event, target, cfg, True
                 )
             for stage, g in graphs.items():
                 sel, _ = select_scored(g.edge_index, g.scores, stage, cfg.score_cuts)
@@ -235,7 +237,7 @@ def run_evaluate(
 
 
 def _add_truth_cc(rates: Rates, edge_index, y, event, target, cfg) -> None:
-    tracks = _truth_cc_tracks(edge_index, y, event.n_hits, cfg.min_track_length)
+    tracks = truth_cc_tracks(edge_index, y, event.n_hits, cfg.min_track_length)
     pairs = match_pairs(tracks, event.hit_particle, event.n_hits, len(target))
     rates.add(event_rates(apply_style(pairs, cfg.matching_style, cfg.matching_fraction), target))
 

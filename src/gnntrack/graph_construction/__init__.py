@@ -1,4 +1,7 @@
-"""Graph construction: module map or metric learning + fixed-radius neighbour search, and metrics."""
+"""Graph construction: module map or metric learning + fixed-radius neighbour search.
+
+The quality of built graphs (``graph_metrics``) is in ``gnntrack.metrics``.
+"""
 
 from .build import (
     EmbeddingBuilder,
@@ -8,7 +11,6 @@ from .build import (
     run_build_graphs,
 )
 from .metric_learning import MetricLearningConfig, MetricLearningTask, run_train_metric_learning
-from .metrics import graph_metrics
 from .module_map import ModuleMap, ModuleMapConfig, ModuleMapData, build_module_map, run_build_module_map
 from .neighbours import radius_graph
 
@@ -22,7 +24,6 @@ __all__ = [
     "ModuleMapData",
     "build_graph_edges",
     "build_module_map",
-    "graph_metrics",
     "make_builder",
     "radius_graph",
     "run_build_graphs",

@@ -30,6 +30,7 @@ from ..config import ConfigError, Count, NonNegative, NonNegativeInt, Positive, 
 from ..io.errors import InputError
 from ..io.event_store import Event, iter_events
 from ..io.features import DEFAULT_NODE_FEATURES, DEFAULT_SCALES, node_features
+from ..metrics.edges import target_edge_counts
 from ..models.embedding import EmbeddingMLP
 from ..models.mlp import ACTIVATIONS
 from ..training import TrainConfig, fit
@@ -231,18 +232,7 @@ def graph_efficiency(
     pairs = radius_graph(emb, r_max, k_max, backend)
     hits = {"r": item.r.to(emb.device), "z": item.z.to(emb.device)}
     edges = orient_outward(pairs, hits).cpu()
-    n = emb.shape[0]
-    g_code = _pair_codes(edges[0], edges[1], n)
-    t = item.target_truth
-    t_code = _pair_codes(t[0], t[1], n)
-    hit = torch.isin(t_code, g_code)
-    target_in_graph = torch.isin(g_code, t_code)
-    return {
-        "found": int(hit.sum()),
-        "n_truth": int(t_code.numel()),
-        "n_target_edges": int(target_in_graph.sum()),
-        "n_edges": int(edges.shape[1]),
-    }
+    return target_edge_counts(edges, item.target_truth, emb.shape[0])
 
 
 def load_items(files: Sequence[str | Path], cfg: MetricLearningConfig) -> list[EmbeddingItem]:

@@ -276,10 +276,10 @@ def _machine(device: torch.device) -> dict:
 
 
 def _matching():
-    """The evaluation stage's matching functions, or None where evaluation cannot be imported:
-    the timing table is then made without the efficiency row instead of failing."""
+    """The track-matching functions (``gnntrack.metrics.tracks``), or None where they cannot be
+    imported: the timing table is then made without the efficiency row instead of failing."""
     try:
-        from ..evaluation import matching
+        from ..metrics import tracks as matching
     except ImportError as exc:
         log.warning("track efficiency not computed: %s", exc)
         return None

@@ -23,6 +23,7 @@ from ..io.errors import InputError
 from ..io.event_store import read_event
 from ..io.features import DEFAULT_NODE_FEATURES, node_features
 from ..io.graph_store import Graph, iter_graphs, write_graphs
+from ..metrics.edges import cut_at_efficiency, working_point
 from ..models.edge_features import ALL_EDGE_FEATURES, EDGE_FEATURES
 from ..models.filter import FilterModel
 from ..models.interaction_gnn import InteractionGNN
@@ -33,7 +34,6 @@ from ..track_building.build import DEFAULT_SCORE_CUT
 from .checkpoint import seed_everything
 from .config import TrainConfig
 from .device import resolve_device
-from .edge_metrics import cut_at_efficiency, working_point
 from .edge_task import EdgeClassifierTask, edge_logits
 from .graph_data import load_items
 from .loop import fit

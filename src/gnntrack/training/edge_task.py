@@ -8,8 +8,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..metrics.edges import efficiency_at_masked_purity, working_point
 from ..models.losses import weighted_bce
-from .edge_metrics import efficiency_at_masked_purity, working_point
 from .graph_data import GraphItem
 
 

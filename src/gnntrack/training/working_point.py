@@ -33,13 +33,12 @@ from typing import Literal
 import numpy as np
 import torch
 
-from ..conditions import select
+from ..conditions import DEFAULT_TARGET, select
 from ..config import Count, Probability, ProperFraction, from_dict
-from ..evaluation.config import DEFAULT_TARGET
-from ..evaluation.matching import Rates, apply_style, event_rates, match_pairs
 from ..io.features import node_features
+from ..metrics.edges import efficiency_at_masked_purity, working_point
+from ..metrics.tracks import Rates, apply_style, event_rates, match_pairs
 from ..track_building import TrackBuildingConfig, build_tracks
-from .edge_metrics import efficiency_at_masked_purity, working_point
 from .edge_task import edge_logits
 from .graph_data import iter_event_graphs
 

@@ -1,6 +1,6 @@
 """Quality of a constructed graph: edge efficiency/purity, binned efficiencies, truth-CC bound.
 
-Definitions (as in the evaluation report):
+Definitions (as in ``metrics.edges`` and the evaluation report):
 
 - target-edge efficiency: fraction of the truth graph's target edges (edges of target particles,
   direction ignored) present in the graph;
@@ -20,6 +20,8 @@ import numpy as np
 from ..io.errors import InputError
 from ..io.event_store import Event, iter_events
 from ..io.graph_store import Graph, iter_graphs, make_graph
+from .edges import edge_efficiency_per_truth
+from .tracks import apply_style, match_pairs, truth_cc_tracks
 
 DEFAULT_PT_BINS = (1.0, 1.5, 2.0, 3.0, 5.0, 7.0, 10.0, 20.0, 50.0, 100.0)
 DEFAULT_ETA_BINS = tuple(np.round(np.linspace(-4.0, 4.0, 21), 6))
@@ -32,27 +34,6 @@ def _as_list(items, reader) -> list:
     for it in items:
         out.extend(reader(it) if isinstance(it, (str, Path)) else [it])
     return out
-
-
-def truth_target_edges(event: Event) -> tuple[np.ndarray, np.ndarray]:
-    """Unique undirected codes (lo * n + hi) of the target truth edges and their particle rows."""
-    n = np.int64(max(event.n_hits, 1))
-    t = np.asarray(event.truth_edges, dtype=np.int64)
-    part = np.asarray(event.truth_edge_particle, dtype=np.int64)
-    is_target = np.asarray(event.particles["is_target"], bool)
-    keep = (part >= 0) & is_target[np.maximum(part, 0)]
-    code = np.minimum(t[0, keep], t[1, keep]) * n + np.maximum(t[0, keep], t[1, keep])
-    code, first = np.unique(code, return_index=True)
-    return code, part[keep][first]
-
-
-def edge_efficiency_per_truth(graph: Graph, event: Event) -> tuple[np.ndarray, np.ndarray]:
-    """(found, particle) for every unique target truth edge of the event."""
-    code, part = truth_target_edges(event)
-    n = np.int64(max(event.n_hits, 1))
-    ei = np.asarray(graph.edge_index, dtype=np.int64)
-    g_code = np.minimum(ei[0], ei[1]) * n + np.maximum(ei[0], ei[1])
-    return np.isin(code, g_code), part
 
 
 def _binned(found: np.ndarray, values: np.ndarray, bins) -> dict:
@@ -68,12 +49,8 @@ def _binned(found: np.ndarray, values: np.ndarray, bins) -> dict:
 
 def truth_cc_counts(graph: Graph, event: Event, style: str = "two_way", min_hits: int = 3) -> tuple[int, int]:
     """(reconstructed target particles, target particles) of CC on the graph's true edges."""
-    from ..evaluation.matching import apply_style, match_pairs
-    from ..track_building import build_tracks
-
     target = np.asarray(event.particles["is_target"], bool)
-    ei = np.asarray(graph.edge_index, dtype=np.int64)[:, np.asarray(graph.y, bool)]
-    tracks = build_tracks(ei, None, event.n_hits, {"method": "cc", "min_hits": min_hits, "backend": "scipy"})
+    tracks = truth_cc_tracks(np.asarray(graph.edge_index, dtype=np.int64), graph.y, event.n_hits, min_hits)
     pairs = match_pairs(tracks, event.hit_particle, event.n_hits, len(target))
     match = apply_style(pairs, style, 0.5)
     return int((match.particle_reconstructed & target).sum()), int(target.sum())

@@ -7,6 +7,9 @@ clusters), so shared counts come from the event's ``hit_particle`` links, not fr
 Each style decides two things separately, as acorn does: whether a *track* is matched (it is not a
 fake) and whether a *particle* is reconstructed (it counts for the efficiency). The comparisons
 are strict (> f), so with f = 0.5 a track matches at most one particle.
+
+``Rates`` sums efficiency / fake / duplicate counts over events; ``truth_cc_tracks`` builds the
+truth-CC bound's candidates (connected components on a graph's truth-labelled edges).
 """
 
 from __future__ import annotations
@@ -15,8 +18,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..track_building.build import TrackBuildingConfig, build_tracks
 from ..track_building.tracks import Tracks
-from .config import MATCHING_STYLES
+
+MATCHING_STYLES = ("ATLAS", "one_way", "two_way")
 
 
 @dataclass
@@ -154,3 +159,11 @@ def event_rates(match: StyleMatch, target: np.ndarray) -> Rates:
         n_fake=int((~match.track_matched).sum()),
         n_duplicates=int(extra.sum()),
     )
+
+
+def truth_cc_tracks(edge_index, y, n_hits: int, min_hits: int) -> Tracks:
+    """Connected components (>= ``min_hits`` spacepoints) on the truth-labelled edges (``y``) of a
+    graph: the candidates of the truth-CC bound, the best track efficiency any edge classifier
+    can reach on that graph."""
+    cfg = TrackBuildingConfig(method="cc", min_hits=min_hits, backend="scipy")
+    return build_tracks(np.asarray(edge_index)[:, np.asarray(y, dtype=bool)], None, n_hits, cfg)
