@@ -36,7 +36,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from gnntrack.config import from_dict  # noqa: E402
-from gnntrack.training.edge_stages import GNNConfig, build_gnn  # noqa: E402
+from gnntrack.models import InteractionGNN  # noqa: E402
+from gnntrack.training.edge_stages import GNNConfig  # noqa: E402
 from gnntrack.training.edge_task import EdgeClassifierTask  # noqa: E402
 from gnntrack.training.graph_data import load_items  # noqa: E402
 from gnntrack.training.loop import fit  # noqa: E402
@@ -126,7 +127,7 @@ def run_one(args, name: str) -> dict:
     section = merged(section, {"train": {"epochs": args.epochs, "progress": "off", "resume": False}})
     cfg = from_dict(GNNConfig, section, "gnn")
     torch.manual_seed(cfg.train.seed)
-    model = build_gnn(cfg)
+    model = InteractionGNN(cfg)
     tr_e, tr_g = shard_files(args.campaign, "train", args.train_shards)
     va_e, va_g = shard_files(args.campaign, "val", None)
     train = load_items(tr_e, tr_g, model.node_features, model.feature_scales, cfg.loss, cfg.regions)

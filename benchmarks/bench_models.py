@@ -104,15 +104,15 @@ def _train_step_child(event_file, graph_file, gnn_kwargs, queue) -> None:
     import resource
 
     from gnntrack.io.graph_store import read_graphs as _read
+    from gnntrack.models import InteractionGNN
     from gnntrack.models.losses import LossConfig
-    from gnntrack.training.edge_stages import build_gnn
     from gnntrack.training.edge_task import EdgeClassifierTask
     from gnntrack.training.graph_data import make_item
 
     torch.set_num_threads(1)
     graph = _read(graph_file)[0]
     event = read_event(event_file, graph.key, tables=("hits", "particles"))
-    model = build_gnn(GNNConfig(**gnn_kwargs))
+    model = InteractionGNN(GNNConfig(**gnn_kwargs))
     item = make_item(event, graph, model.node_features, model.feature_scales, LossConfig())
     opt = torch.optim.AdamW(model.parameters(), 1e-3)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -77,6 +77,52 @@ def test_encoder_exclude_makes_scores_rotation_invariant(cls):
         cls(encoder_exclude=["not_a_column"])
 
 
+@pytest.mark.parametrize("kind", ["gnn", "filter", "embedding"])
+def test_model_takes_its_config_dataclass(kind):
+    """Hyper-parameters are declared once, in the model's config dataclass: the stage section
+    extends it, and a model built from the stage config, the model config or keywords is the
+    same model (a stage config's own settings are not part of the model's)."""
+    import dataclasses
+
+    from gnntrack.graph_construction import MetricLearningConfig
+    from gnntrack.models import EmbeddingMLP, EmbeddingMLPConfig, FilterModelConfig, InteractionGNNConfig
+    from gnntrack.training import FilterConfig, GNNConfig
+
+    model_cls, config_cls, stage_cls, stage_only = {
+        "gnn": (InteractionGNN, InteractionGNNConfig, GNNConfig, {"score_cut": 0.3}),
+        "filter": (FilterModel, FilterModelConfig, FilterConfig, {"chunk_size": 7}),
+        "embedding": (EmbeddingMLP, EmbeddingMLPConfig, MetricLearningConfig, {"margin": 0.2}),
+    }[kind]
+    assert model_cls.config_class is config_cls and issubclass(stage_cls, config_cls)
+    names = [f.name for f in dataclasses.fields(config_cls)]
+    # every model setting is a stage setting, first and in the same order (the campaign stays flat)
+    assert [f.name for f in dataclasses.fields(stage_cls)][: len(names)] == names
+    small = {"hidden": 8, "n_graph_iters": 1} if kind == "gnn" else {"hidden": 8, "n_layers": 1}
+    rest = {k: v for k, v in small.items() if k != "hidden"}
+    builds = [
+        lambda: model_cls(stage_cls(**small, **stage_only)),
+        lambda: model_cls(config_cls(hidden=8), **rest),  # a config with keyword overrides
+        lambda: model_cls(**small),
+    ]
+    models = []
+    for build in builds:
+        torch.manual_seed(3)
+        models.append(build())
+    first = models[0]
+    assert set(first.config) == {*names, "feature_scales"} and first.config["hidden"] == 8
+    for other in models[1:]:
+        assert other.config == first.config
+        assert all(
+            torch.equal(a, b) for a, b in zip(first.state_dict().values(), other.state_dict().values())
+        )
+    again = model_cls(**first.config)  # a model file's config rebuilds the model
+    assert again.config == first.config
+    with pytest.raises(TypeError, match="unknown setting"):
+        model_cls(hiden=8)
+    with pytest.raises(TypeError, match="config must be"):
+        model_cls(["r", "phi", "z"])  # the old positional node_features
+
+
 def test_pair_mlp_equals_mlp_on_concatenation():
     from gnntrack.models.mlp import PairMLP, make_mlp
 
@@ -269,6 +315,7 @@ def test_model_file_cannot_choose_code_to_run(tmp_path):
         "huge size": ({"hidden": 10**9}, "outside"),
         "nan": ({"dropout": float("nan")}, "finite"),
         "bad scales": ({"feature_scales": {"r": "x"}}, "mapping of names"),
+        "config object": ({"config": {"hidden": 8}}, "unknown key"),  # the dataclass argument itself
     }
     for change, message in cases.values():
         torch.save({**clean, "config": {**clean["config"], **change}}, tmp_path / "c.pt")

@@ -136,9 +136,9 @@ def test_mismatched_inputs_are_input_errors(shards, tmp_path):
 
 
 def FilterConfigModel():
-    from gnntrack.training.edge_stages import build_filter
+    from gnntrack.models import FilterModel
 
-    return build_filter(FilterConfig(hidden=8, n_layers=1))
+    return FilterModel(FilterConfig(hidden=8, n_layers=1))
 
 
 def test_event_without_edges_is_skipped_not_averaged(tmp_path):

@@ -29,30 +29,21 @@ import torch
 from ..config import ConfigError, Count, NonNegative, NonNegativeInt, Positive, from_dict, one_of
 from ..io.errors import InputError
 from ..io.event_store import Event, iter_events
-from ..io.features import DEFAULT_NODE_FEATURES, DEFAULT_SCALES, node_features
+from ..io.features import node_features
 from ..metrics.edges import target_edge_counts
-from ..models.embedding import EmbeddingMLP
-from ..models.mlp import ACTIVATIONS
+from ..models.embedding import EmbeddingMLP, EmbeddingMLPConfig
 from ..training import TrainConfig, fit
 from .geometry import hits_to_tensors, orient_outward
 from .neighbours import BACKENDS, radius_graph
 
 
 @dataclass
-class MetricLearningConfig:
-    """Model, loss and graph settings of metric learning (``train``: the shared loop's settings)."""
+class MetricLearningConfig(EmbeddingMLPConfig):
+    """The ``metric_learning`` section: the embedding's own settings (``EmbeddingMLPConfig``), then
+    loss and graph settings (``train``: the shared loop's settings)."""
 
-    node_features: list[str] = field(default_factory=lambda: list(DEFAULT_NODE_FEATURES))
-    emb_dim: Count = 8
-    hidden: Count = 256
-    n_layers: Count = 4
-    activation: Annotated[str, one_of(ACTIVATIONS)] = "tanh"
-    normalize: bool = True
     #: hinge margin and hard-negative search radius during training
     margin: Positive = 0.1
-    #: graph radius and neighbour cap stored with the model (used by validation and inference)
-    r_max: Positive = 0.1
-    k_max: Count = 64
     #: query hits per event per step (None: all hits)
     queries_per_event: Count | None = 20000
     #: hard negatives per query (kNN in the current embedding within ``margin``)
@@ -134,17 +125,7 @@ class MetricLearningTask:
 
     def __init__(self, cfg: MetricLearningConfig, model: EmbeddingMLP | None = None):
         self.cfg = cfg
-        self.model = model or EmbeddingMLP(
-            node_features=cfg.node_features,
-            feature_scales={k: DEFAULT_SCALES.get(k, 1.0) for k in cfg.node_features},
-            emb_dim=cfg.emb_dim,
-            hidden=cfg.hidden,
-            n_layers=cfg.n_layers,
-            activation=cfg.activation,
-            normalize=cfg.normalize,
-            r_max=cfg.r_max,
-            k_max=cfg.k_max,
-        )
+        self.model = model or EmbeddingMLP(cfg)
 
     def model_config(self) -> dict:
         return dict(self.model.config)

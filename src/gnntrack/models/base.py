@@ -2,21 +2,63 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import dataclasses
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Annotated, TypeVar
 
 import torch
 from torch import nn
 
+from ..config import Positive, one_of
 from ..io.features import DEFAULT_NODE_FEATURES, DEFAULT_SCALES
-from .edge_features import EDGE_FEATURES
+from .edge_features import ALL_EDGE_FEATURES, EDGE_FEATURES
+
+EdgeFeature = Annotated[str, one_of(ALL_EDGE_FEATURES)]
+
+C = TypeVar("C")
+
+
+def model_config(config_class: type[C], config: C | None, overrides: dict, owner: str) -> C:
+    """A fresh ``config_class`` from ``config`` (default: the class defaults) and keyword overrides.
+
+    ``config`` may be an instance of a subclass (a stage config such as ``GNNConfig`` extends its
+    model's config): only the model's own fields are taken. An unknown override is a TypeError,
+    as an unknown keyword argument of a constructor is.
+    """
+    if config is None:
+        config = config_class()
+    elif not isinstance(config, config_class):
+        raise TypeError(
+            f"{owner}: config must be a {config_class.__name__} or None, not {type(config).__name__}"
+            " (pass settings by keyword)"
+        )
+    names = [f.name for f in dataclasses.fields(config_class) if f.init]
+    unknown = sorted(set(overrides) - set(names))
+    if unknown:
+        raise TypeError(f"{owner} got unknown setting(s) {unknown}; allowed: {names}")
+    return config_class(**{**{n: getattr(config, n) for n in names}, **overrides})
+
+
+@dataclass
+class EdgeClassifierConfig:
+    """Input description every edge classifier shares (fields of its model config and stage section)."""
+
+    node_features: list[str] = field(default_factory=lambda: list(DEFAULT_NODE_FEATURES))
+    feature_scales: dict[str, Positive] = field(default_factory=dict)  # overrides io.features.DEFAULT_SCALES
+    edge_features: list[EdgeFeature] = field(default_factory=lambda: list(EDGE_FEATURES))
+    #: node columns the encoder does not see (edge features still use them); see EdgeClassifier
+    encoder_exclude: list[str] = field(default_factory=list)
 
 
 class EdgeClassifier(nn.Module):
     """Base of the filter and the GNN: ``forward(x (N,F), edge_index (2,E)) -> (E,) logits``.
 
-    ``node_features``/``feature_scales`` say how to build ``x`` from an event's hits
-    (``gnntrack.io.features.node_features``); ``config`` holds the constructor kwargs so
-    ``gnntrack.models.load_model`` can rebuild the model from its file.
+    ``config`` (an ``EdgeClassifierConfig`` subclass: ``config_class`` of the model) holds every
+    hyper-parameter. ``node_features``/``feature_scales`` say how to build ``x`` from an event's hits
+    (``gnntrack.io.features.node_features``); ``.config`` is the same settings as a plain dict
+    (scales completed from the defaults), which the model file stores so
+    ``gnntrack.models.load_model`` can rebuild the model.
 
     ``encoder_exclude`` names node columns that only the geometric edge features read, not the
     node encoder: the absolute azimuth (``phi``, ``cl1_phi``, ...) carries no information on
@@ -24,26 +66,24 @@ class EdgeClassifier(nn.Module):
     must learn that invariance from data and, with few training events, memorises it instead.
     """
 
-    def __init__(
-        self,
-        node_features: Sequence[str] = DEFAULT_NODE_FEATURES,
-        feature_scales: Mapping[str, float] | None = None,
-        edge_features: Sequence[str] = EDGE_FEATURES,
-        encoder_exclude: Sequence[str] = (),
-        **config,
-    ):
+    config_class = EdgeClassifierConfig
+
+    def __init__(self, config: EdgeClassifierConfig):
         super().__init__()
         scales = dict(DEFAULT_SCALES)
-        scales.update(feature_scales or {})
-        self.node_features = tuple(node_features)
+        scales.update(config.feature_scales or {})
+        self.node_features = tuple(config.node_features)
         self.feature_scales = {k: float(scales.get(k, 1.0)) for k in self.node_features}
-        self.config = {
-            "node_features": list(self.node_features),
-            "feature_scales": dict(self.feature_scales),
-            "edge_features": list(edge_features),
-            "encoder_exclude": list(encoder_exclude),
-            **config,
-        }
+        encoder_exclude = list(config.encoder_exclude)
+        self.config = dataclasses.asdict(
+            dataclasses.replace(
+                config,
+                node_features=list(self.node_features),
+                feature_scales=dict(self.feature_scales),
+                edge_features=list(config.edge_features),
+                encoder_exclude=encoder_exclude,
+            )
+        )
         unknown = [c for c in encoder_exclude if c not in self.node_features]
         if unknown:
             raise ValueError(f"encoder_exclude names unknown node feature(s) {unknown}")

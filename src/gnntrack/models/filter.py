@@ -6,43 +6,39 @@ before the GNN and can score any number of edges in chunks.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import torch
 
-from ..io.features import DEFAULT_NODE_FEATURES
-from .base import EdgeClassifier
-from .edge_features import EDGE_FEATURES, EdgeFeatures
-from .mlp import make_mlp
+from ..config import Count, ProperFraction
+from .base import EdgeClassifier, EdgeClassifierConfig, model_config
+from .edge_features import EdgeFeatures
+from .mlp import Activation, make_mlp
+
+
+@dataclass
+class FilterModelConfig(EdgeClassifierConfig):
+    """Hyper-parameters of ``FilterModel`` (the ``filter`` section extends them: ``FilterConfig``)."""
+
+    hidden: Count = 256
+    n_layers: Count = 3
+    activation: Activation = "silu"
+    layer_norm: bool = True
+    dropout: ProperFraction = 0.0
 
 
 class FilterModel(EdgeClassifier):
-    def __init__(
-        self,
-        node_features: Sequence[str] = DEFAULT_NODE_FEATURES,
-        feature_scales: Mapping[str, float] | None = None,
-        edge_features: Sequence[str] = EDGE_FEATURES,
-        encoder_exclude: Sequence[str] = (),
-        hidden: int = 256,
-        n_layers: int = 3,
-        activation: str = "silu",
-        layer_norm: bool = True,
-        dropout: float = 0.0,
-    ):
-        super().__init__(
-            node_features,
-            feature_scales,
-            edge_features,
-            encoder_exclude,
-            hidden=hidden,
-            n_layers=n_layers,
-            activation=activation,
-            layer_norm=layer_norm,
-            dropout=dropout,
-        )
-        self.edge_feats = EdgeFeatures(self.node_features, self.feature_scales, edge_features)
+    """``FilterModel(FilterModelConfig(...))``, ``FilterModel(hidden=64)``, or a config with
+    keyword overrides."""
+
+    config_class = FilterModelConfig
+
+    def __init__(self, config: FilterModelConfig | None = None, **overrides):
+        cfg = model_config(FilterModelConfig, config, overrides, "FilterModel")
+        super().__init__(cfg)
+        self.edge_feats = EdgeFeatures(self.node_features, self.feature_scales, cfg.edge_features)
         n_in = 2 * self.n_encoder_features + self.edge_feats.n_out
-        self.net = make_mlp(n_in, hidden, 1, n_layers, activation, layer_norm, dropout)
+        self.net = make_mlp(n_in, cfg.hidden, 1, cfg.n_layers, cfg.activation, cfg.layer_norm, cfg.dropout)
 
     def forward(self, x: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:
         xn = self.encoder_input(x)

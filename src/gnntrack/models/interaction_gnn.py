@@ -19,16 +19,17 @@ in the backward pass to trade compute for memory on ⟨μ⟩=200 events.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from ..io.features import DEFAULT_NODE_FEATURES
-from .base import EdgeClassifier
-from .edge_features import EDGE_FEATURES, EdgeFeatures
-from .mlp import PairMLP, make_mlp
+from ..config import Count, ProperFraction
+from .base import EdgeClassifier, EdgeClassifierConfig, model_config
+from .edge_features import EdgeFeatures
+from .mlp import Activation, PairMLP, make_mlp
 
 
 def aggregate(messages: torch.Tensor, index: torch.Tensor, n_nodes: torch.Tensor, mean: bool) -> torch.Tensor:
@@ -102,86 +103,76 @@ class MessagePassingStep(nn.Module):
         return h, e
 
 
+@dataclass
+class InteractionGNNConfig(EdgeClassifierConfig):
+    """Hyper-parameters of ``InteractionGNN`` (the ``gnn`` section extends them: ``GNNConfig``)."""
+
+    hidden: Count = 128
+    n_graph_iters: Count = 8
+    n_node_layers: Count = 2
+    n_edge_layers: Count = 2
+    recurrent: bool = True  # one set of message networks shared by all iterations
+    aggregation: Literal["sum", "mean"] = "sum"
+    activation: Activation = "silu"
+    layer_norm: bool = True
+    dropout: ProperFraction = 0.0
+    checkpointing: bool = False  # gradient checkpointing of the message-passing iterations
+    concat_inputs: bool = False  # initial node/edge encodings appended to every step's input
+    edge_first: bool = False  # each step updates edges before nodes
+    residual: bool = True  # steps add to the latents (else replace them)
+    #: pair: classify from [h_src, h_dst, e]; edge: from the edge latent alone
+    decoder: Literal["pair", "edge"] = "pair"
+
+
 class InteractionGNN(EdgeClassifier):
-    def __init__(
-        self,
-        node_features: Sequence[str] = DEFAULT_NODE_FEATURES,
-        feature_scales: Mapping[str, float] | None = None,
-        edge_features: Sequence[str] = EDGE_FEATURES,
-        encoder_exclude: Sequence[str] = (),
-        hidden: int = 128,
-        n_graph_iters: int = 8,
-        n_node_layers: int = 2,
-        n_edge_layers: int = 2,
-        recurrent: bool = True,
-        aggregation: str = "sum",
-        activation: str = "silu",
-        layer_norm: bool = True,
-        dropout: float = 0.0,
-        checkpointing: bool = False,
-        concat_inputs: bool = False,
-        edge_first: bool = False,
-        residual: bool = True,
-        decoder: str = "pair",
-    ):
-        if aggregation not in ("sum", "mean"):
-            raise ValueError(f"aggregation must be 'sum' or 'mean', not {aggregation!r}")
-        if decoder not in ("pair", "edge"):
-            raise ValueError(f"decoder must be 'pair' or 'edge', not {decoder!r}")
-        super().__init__(
-            node_features,
-            feature_scales,
-            edge_features,
-            encoder_exclude,
-            hidden=hidden,
-            n_graph_iters=n_graph_iters,
-            n_node_layers=n_node_layers,
-            n_edge_layers=n_edge_layers,
-            recurrent=recurrent,
-            aggregation=aggregation,
-            activation=activation,
-            layer_norm=layer_norm,
-            dropout=dropout,
-            checkpointing=checkpointing,
-            concat_inputs=concat_inputs,
-            edge_first=edge_first,
-            residual=residual,
-            decoder=decoder,
-        )
-        self.n_graph_iters = n_graph_iters
-        self.mean = aggregation == "mean"
-        self.checkpointing = checkpointing
-        self.edge_feats = EdgeFeatures(self.node_features, self.feature_scales, edge_features)
+    """``InteractionGNN(InteractionGNNConfig(...))``, ``InteractionGNN(hidden=64)``, or a config
+    with keyword overrides (``InteractionGNN(cfg, checkpointing=True)``)."""
+
+    config_class = InteractionGNNConfig
+
+    def __init__(self, config: InteractionGNNConfig | None = None, **overrides):
+        cfg = model_config(InteractionGNNConfig, config, overrides, "InteractionGNN")
+        if cfg.aggregation not in ("sum", "mean"):
+            raise ValueError(f"aggregation must be 'sum' or 'mean', not {cfg.aggregation!r}")
+        if cfg.decoder not in ("pair", "edge"):
+            raise ValueError(f"decoder must be 'pair' or 'edge', not {cfg.decoder!r}")
+        super().__init__(cfg)
+        hidden = cfg.hidden
+        self.n_graph_iters = cfg.n_graph_iters
+        self.mean = cfg.aggregation == "mean"
+        self.checkpointing = cfg.checkpointing
+        self.edge_feats = EdgeFeatures(self.node_features, self.feature_scales, cfg.edge_features)
 
         def enc(n_in, n_layers):
-            return make_mlp(n_in, hidden, hidden, n_layers, activation, layer_norm, dropout, activation, True)
+            act = cfg.activation
+            return make_mlp(n_in, hidden, hidden, n_layers, act, cfg.layer_norm, cfg.dropout, act, True)
 
-        self.node_encoder = enc(self.n_encoder_features, n_node_layers)
-        self.edge_encoder = PairMLP(*enc(2 * hidden + self.edge_feats.n_out, n_edge_layers))
-        self.recurrent = recurrent
-        c = 2 if concat_inputs else 1  # width of the node/edge inputs of a step, in units of hidden
+        self.node_encoder = enc(self.n_encoder_features, cfg.n_node_layers)
+        self.edge_encoder = PairMLP(*enc(2 * hidden + self.edge_feats.n_out, cfg.n_edge_layers))
+        self.recurrent = cfg.recurrent
+        c = 2 if cfg.concat_inputs else 1  # width of the node/edge inputs of a step, in units of hidden
         self.steps = nn.ModuleList(
             MessagePassingStep(
-                enc((c + 2) * hidden, n_node_layers),
-                PairMLP(*enc(3 * c * hidden, n_edge_layers)),
+                enc((c + 2) * hidden, cfg.n_node_layers),
+                PairMLP(*enc(3 * c * hidden, cfg.n_edge_layers)),
                 self.mean,
-                concat_inputs,
-                edge_first,
-                residual,
+                cfg.concat_inputs,
+                cfg.edge_first,
+                cfg.residual,
             )
-            for _ in range(1 if recurrent else n_graph_iters)
+            for _ in range(1 if cfg.recurrent else cfg.n_graph_iters)
         )
-        self.edge_decoder = decoder == "edge"
+        self.edge_decoder = cfg.decoder == "edge"
         # "pair": from [h_src, h_dst, e]; "edge": from the edge latent alone (cheaper per edge)
         self.decoder = PairMLP(
             *make_mlp(
                 (1 if self.edge_decoder else 3) * hidden,
                 hidden,
                 1,
-                n_edge_layers,
-                activation,
-                layer_norm,
-                dropout,
+                cfg.n_edge_layers,
+                cfg.activation,
+                cfg.layer_norm,
+                cfg.dropout,
             )
         )
 

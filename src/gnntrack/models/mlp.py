@@ -6,10 +6,16 @@ behaves the same on a whole event, and inference does not depend on what else is
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import torch
 from torch import nn
 
+from ..config import one_of
+
 ACTIVATIONS = {"relu": nn.ReLU, "silu": nn.SiLU, "gelu": nn.GELU, "tanh": nn.Tanh, "leakyrelu": nn.LeakyReLU}
+#: annotation of a model config's activation setting
+Activation = Annotated[str, one_of(ACTIVATIONS)]
 
 
 def activation(name: str) -> nn.Module:

@@ -5,17 +5,22 @@ A model file is a dict saved with ``torch.save`` (tensors and plain values only)
     format="gnntrack-model", version, class="<registered name>", config (constructor kwargs),
     state_dict, node_features, feature_scales, metrics (optional), extra keys of the trainer
 
+``config`` is the model's ``.config``: the fields of its config dataclass (``InteractionGNNConfig``,
+``FilterModelConfig``, ``EmbeddingMLPConfig``) as one flat mapping, the form files had before
+those dataclasses existed, so old and new files load alike (``cls(**config)``).
+
 Opening a model file never runs code the file chooses: ``torch.load(weights_only=True)`` reads
 only tensors and plain values, the class comes from a closed table of model classes
 (``MODEL_CLASSES``, name -> class; nothing is imported or looked up by attribute), and the
-config is checked key by key against that class's constructor (known names, plain values of
-the declared kind, sizes in range) before the class is called. Every model carries ``.node_features`` (names for
-``gnntrack.io.features.node_features``) and ``.feature_scales`` so the stage that applies it
-builds exactly the input the model was trained on.
+config is checked key by key against that class's settings (``constructor_defaults``: known
+names, plain values of the default's kind, sizes in range) before the class is called. Every
+model carries ``.node_features`` (names for ``gnntrack.io.features.node_features``) and
+``.feature_scales`` so the stage that applies it builds exactly the input the model was trained on.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import inspect
 import logging
@@ -217,15 +222,43 @@ def _check_value(name: str, key: str, value, default, path) -> None:
         bad("cannot be set from a model file")
 
 
+_REQUIRED = object()  # default of a setting without one: no file value can match its kind
+
+
+def constructor_defaults(cls: type[nn.Module]) -> dict:
+    """Setting name -> default of everything ``cls``'s model file config may hold.
+
+    A model with a ``config_class`` (``InteractionGNNConfig``, ...) takes that dataclass's fields
+    (as keyword overrides of ``cls(**config)``) and its constructor's own keyword arguments
+    (``EmbeddingMLP``'s ``feature_scales``); any other registered class its constructor's
+    parameters.
+    """
+    params = {}
+    config_class = getattr(cls, "config_class", None)
+    if config_class is not None:
+        for f in dataclasses.fields(config_class):
+            if not f.init:
+                continue
+            if f.default is not dataclasses.MISSING:
+                params[f.name] = f.default
+            elif f.default_factory is not dataclasses.MISSING:
+                params[f.name] = f.default_factory()
+            else:
+                params[f.name] = _REQUIRED
+    for p in inspect.signature(cls.__init__).parameters.values():
+        if p.name == "self" or p.kind not in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY):
+            continue
+        if config_class is not None and p.name == "config":  # the dataclass itself: not from a file
+            continue
+        params[p.name] = p.default
+    return params
+
+
 def check_config(name: str, cls: type[nn.Module], config, path=None) -> dict:
     """``config`` as constructor kwargs of ``cls``: known keys only, each a plain value of its kind."""
     if not isinstance(config, Mapping):
         raise InputError(f"config of {name} is not a mapping", file=path, field="config")
-    params = {
-        p.name: p.default
-        for p in inspect.signature(cls.__init__).parameters.values()
-        if p.name != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
-    }
+    params = constructor_defaults(cls)
     unknown = sorted(str(k) for k in config if k not in params)
     if unknown:
         raise InputError(f"config of {name} has unknown key(s) {unknown}", file=path, field="config")

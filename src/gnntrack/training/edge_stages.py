@@ -11,24 +11,22 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated
 
 import numpy as np
 import torch
 from torch import nn
 
-from ..config import Count, Positive, Probability, ProperFraction, Rule, from_dict, one_of
+from ..config import Count, Probability, ProperFraction, Rule, from_dict
 from ..io.atomic import atomic_output
 from ..io.errors import InputError
 from ..io.event_store import read_event
-from ..io.features import DEFAULT_NODE_FEATURES, node_features
+from ..io.features import node_features
 from ..io.graph_store import Graph, iter_graphs, write_graphs
 from ..metrics.edges import cut_at_efficiency, working_point
-from ..models.edge_features import ALL_EDGE_FEATURES, EDGE_FEATURES
-from ..models.filter import FilterModel
-from ..models.interaction_gnn import InteractionGNN
+from ..models.filter import FilterModel, FilterModelConfig
+from ..models.interaction_gnn import InteractionGNN, InteractionGNNConfig
 from ..models.losses import LossConfig
-from ..models.mlp import ACTIVATIONS
 from ..models.registry import load_checkpoint, load_model, save_checkpoint
 from ..track_building.build import DEFAULT_SCORE_CUT
 from .checkpoint import seed_everything
@@ -42,22 +40,11 @@ from .working_point import WorkingPointConfig, choose_working_point
 
 log = logging.getLogger(__name__)
 
-Activation = Annotated[str, one_of(ACTIVATIONS)]
-EdgeFeature = Annotated[str, one_of(ALL_EDGE_FEATURES)]
-
 
 @dataclass
-class FilterConfig:
-    node_features: list[str] = field(default_factory=lambda: list(DEFAULT_NODE_FEATURES))
-    feature_scales: dict[str, Positive] = field(default_factory=dict)  # overrides io.features.DEFAULT_SCALES
-    edge_features: list[EdgeFeature] = field(default_factory=lambda: list(EDGE_FEATURES))
-    #: node columns the encoder does not see (edge features still use them); see models.base
-    encoder_exclude: list[str] = field(default_factory=list)
-    hidden: Count = 256
-    n_layers: Count = 3
-    activation: Activation = "silu"
-    layer_norm: bool = True
-    dropout: ProperFraction = 0.0
+class FilterConfig(FilterModelConfig):
+    """The ``filter`` section: the model's own settings (``FilterModelConfig``) and its training."""
+
     loss: LossConfig = field(default_factory=LossConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     regions: RegionConfig = field(default_factory=RegionConfig)
@@ -74,28 +61,10 @@ class FilterConfig:
 
 
 @dataclass
-class GNNConfig:
-    node_features: list[str] = field(default_factory=lambda: list(DEFAULT_NODE_FEATURES))
-    feature_scales: dict[str, Positive] = field(default_factory=dict)
-    edge_features: list[EdgeFeature] = field(default_factory=lambda: list(EDGE_FEATURES))
-    #: node columns the encoder does not see (edge features still use them); see models.base
-    encoder_exclude: list[str] = field(default_factory=list)
-    hidden: Count = 128
-    n_graph_iters: Count = 8
-    n_node_layers: Count = 2
-    n_edge_layers: Count = 2
-    recurrent: bool = True
-    aggregation: Literal["sum", "mean"] = "sum"
-    activation: Activation = "silu"
-    layer_norm: bool = True
-    dropout: ProperFraction = 0.0
-    checkpointing: bool = False  # gradient checkpointing of the message-passing iterations
-    concat_inputs: bool = False  # initial node/edge encodings appended to every step's input
-    edge_first: bool = False  # each step updates edges before nodes
-    residual: bool = True  # steps add to the latents (else replace them)
-    decoder: Literal["pair", "edge"] = (
-        "pair"  # pair: classify from [h_src, h_dst, e]; edge: from the edge latent alone
-    )
+class GNNConfig(InteractionGNNConfig):
+    """The ``gnn`` section: the model's own settings (``InteractionGNNConfig``), its training and
+    its working point."""
+
     loss: LossConfig = field(default_factory=LossConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     regions: RegionConfig = field(default_factory=RegionConfig)
@@ -104,22 +73,6 @@ class GNNConfig:
     working_point: WorkingPointConfig = field(default_factory=WorkingPointConfig)
     max_train_events: Count | None = None
     max_val_events: Count | None = None
-
-
-def build_filter(cfg: FilterConfig) -> FilterModel:
-    return FilterModel(
-        cfg.node_features, cfg.feature_scales, cfg.edge_features, cfg.encoder_exclude,
-        cfg.hidden, cfg.n_layers, cfg.activation, cfg.layer_norm, cfg.dropout,
-    )  # fmt: skip
-
-
-def build_gnn(cfg: GNNConfig) -> InteractionGNN:
-    return InteractionGNN(
-        cfg.node_features, cfg.feature_scales, cfg.edge_features, cfg.encoder_exclude, cfg.hidden, cfg.n_graph_iters,
-        cfg.n_node_layers, cfg.n_edge_layers, cfg.recurrent, cfg.aggregation, cfg.activation,
-        cfg.layer_norm, cfg.dropout, cfg.checkpointing, cfg.concat_inputs, cfg.edge_first, cfg.residual,
-        cfg.decoder,
-    )  # fmt: skip
 
 
 def _train(model, cfg, train_events, train_graphs, val_events, val_graphs, output, device, **task_kw) -> dict:
@@ -158,7 +111,7 @@ def run_train_filter(
     """Train the edge filter; best model -> ``output`` (see ``gnntrack.training.fit``)."""
     cfg = cfg if isinstance(cfg, FilterConfig) else from_dict(FilterConfig, cfg, "filter")
     seed_everything(cfg.train.seed)
-    model = build_filter(cfg)
+    model = FilterModel(cfg)
     summary = _train(
         model, cfg, train_events, train_graphs, val_events, val_graphs, output, device,
         max_edges_per_step=cfg.max_edges_per_step, eval_chunk_size=cfg.chunk_size,
@@ -204,7 +157,7 @@ def run_train_gnn(
     """
     cfg = cfg if isinstance(cfg, GNNConfig) else from_dict(GNNConfig, cfg, "gnn")
     seed_everything(cfg.train.seed)
-    model = build_gnn(cfg)
+    model = InteractionGNN(cfg)
     summary = _train(model, cfg, train_events, train_graphs, val_events, val_graphs, output, device)
     if choose_cut:
         summary["working_point"] = _store_working_point(
