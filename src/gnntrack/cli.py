@@ -1,98 +1,66 @@
 """``gnntrack``: every pipeline stage as a command, for users who don't run Snakemake.
 
 Each subcommand makes the same library call as the workflow rule of the same name. Stage
-settings come from a campaign YAML file (``--config``, the stage's own section of it, exactly as
-the workflow passes it) and ``--set key=value`` overrides; without either the stage defaults
-apply. A ``--config`` file is checked whole at start-up (``check_campaign``), so a campaign the
-workflow refuses is refused here too, before anything runs. Bad input or config ends with a
-one-line message on stderr and exit status 2.
+settings come from a campaign YAML file (``--config``; repeated, the files are merged in order as
+``snakemake --configfile`` merges them) and ``--set key=value`` overrides of the command's own
+section; without either the stage defaults apply. The stage's config is resolved from the
+campaign by ``gnntrack.campaign.resolve_campaign``, the function the workflow's rules take their
+params from, so ``-c config/config.yaml -c config/itk_mu200.yaml`` runs a stage as
+``snakemake --configfile config/itk_mu200.yaml`` does. The campaign is checked whole at start-up
+(``check_campaign``), so a campaign the workflow refuses is refused here too, before anything
+runs. Bad input or config ends with a one-line message on stderr and exit status 2.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import sys
 from pathlib import Path
 
 import yaml
 
-from gnntrack.config import (
+from gnntrack.campaign import (
     STAGE_CLASSES,
-    CampaignName,
-    ConfigError,
-    check_value,
-    from_dict,
-    load_yaml,
-    to_dict,
+    WORKFLOW_KEYS,
+    check_campaign,
+    load_campaign,
+    resolve_campaign,
+    stage_class,
 )
+from gnntrack.config import ConfigError
 from gnntrack.io.errors import InputError
 
-#: Top-level keys of a campaign that only the workflow reads (its schema checks them); with
-#: "campaign" and the stage sections, the keys a campaign file may have.
-WORKFLOW_KEYS = ("device", "input", "shards", "steps", "resources")
+__all__ = [
+    "STAGE_CLASSES",
+    "WORKFLOW_KEYS",
+    "build_parser",
+    "check_campaign",
+    "main",
+    "stage_class",
+    "stage_config",
+]
 
 EXIT_BAD_INPUT = 2
 
 
-def stage_class(section: str) -> type:
-    module, name = STAGE_CLASSES[section].split(":")
-    return getattr(importlib.import_module(module), name)
-
-
 def stage_config(section: str, campaign: dict | None = None, overrides: list[str] | None = None):
-    """The stage dataclass of ``section`` from a campaign mapping plus ``key=value`` overrides."""
-    data = dict((campaign or {}).get(section) or {})
-    for item in overrides or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"--set {item!r}: expected key=value")
-        *parents, leaf = key.split(".")
-        node = data
-        for part in parents:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"--set {item!r}: {part} is not a mapping")
-        node[leaf] = yaml.safe_load(value)
-    return from_dict(stage_class(section), data, where=section)
+    """The stage dataclass of ``section`` from a campaign mapping plus ``key=value`` overrides.
 
-
-def check_campaign(campaign: dict) -> None:
-    """Refuse a campaign mapping whose keys or values the workflow would refuse at start-up.
-
-    Checks the top-level keys, the campaign name (a plain folder name under ``results/``) and
-    every stage section present, with the rules declared on the stage dataclasses; raises
-    ConfigError naming the key. The workflow-only sections are left to the workflow's schema.
+    ``gnntrack.campaign.resolve_campaign`` for one section: the config the workflow's rule of
+    the same stage gets from the same campaign (e.g. inference's graph-construction settings).
     """
-    if not isinstance(campaign, dict):
-        raise ConfigError(f"config: expected a mapping, got {campaign!r}")
-    allowed = ["campaign", *WORKFLOW_KEYS, *STAGE_CLASSES]
-    unknown = sorted(set(campaign) - set(allowed))
-    if unknown:
-        raise ConfigError(f"config: unknown key(s) {unknown}; allowed: {allowed}")
-    if "campaign" in campaign:
-        check_value(campaign["campaign"], CampaignName, "campaign")
-    for section in STAGE_CLASSES:
-        if section in campaign:
-            from_dict(stage_class(section), campaign[section], where=section)
-
-
-def normalised_stage_config(section: str, campaign: dict) -> dict:
-    """Plain dict of a stage's full config, defaults filled in (the workflow's ``params.cfg``)."""
-    return to_dict(stage_config(section, campaign))
+    return resolve_campaign(campaign, {section: overrides or []}, sections=[section])[section]
 
 
 # --------------------------------------------------------------------------- subcommands
 def _cfg(args, section):
-    campaign = load_yaml(args.config) if args.config else {}
-    return stage_config(section, campaign, args.set)
+    return stage_config(section, load_campaign(args.config), args.set)
 
 
 def _track_building(args):
     """The campaign's ``inference.track_building`` (``--set`` applies to the command's own section)."""
-    campaign = load_yaml(args.config) if args.config else {}
-    return stage_config("inference", campaign).track_building
+    return stage_config("inference", load_campaign(args.config)).track_building
 
 
 def cmd_simulate(args):
@@ -223,8 +191,7 @@ def _stage_files(items: list[str]) -> dict[str, list[Path]]:
 def cmd_evaluate(args):
     from gnntrack.evaluation import run_evaluate
 
-    campaign = load_yaml(args.config) if args.config else {}
-    info = {"name": campaign.get("campaign", "cli")}
+    info = {"name": load_campaign(args.config).get("campaign", "cli")}
     run_evaluate(
         args.events,
         args.tracks,
@@ -250,7 +217,14 @@ def cmd_export(args):
 
 # --------------------------------------------------------------------------- parser
 def _common(p: argparse.ArgumentParser, device: bool = False) -> None:
-    p.add_argument("-c", "--config", type=Path, help="campaign YAML (the stage's section is used)")
+    p.add_argument(
+        "-c",
+        "--config",
+        type=Path,
+        action="append",
+        help="campaign YAML (the stage's section is used); repeat to merge files in order, as "
+        "snakemake --configfile merges them over config/config.yaml",
+    )
     p.add_argument(
         "--set",
         action="append",
@@ -393,7 +367,7 @@ def _bench(argv: list[str]) -> int:
         known = None
     if known is not None and known.config:
         try:
-            check_campaign(load_yaml(known.config))
+            check_campaign(load_campaign(known.config))
         except ConfigError as exc:
             return _fail("bench", exc)
     return bench_main(argv)
@@ -411,7 +385,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         if args.config:
-            check_campaign(load_yaml(args.config))
+            check_campaign(load_campaign(args.config))
         args.func(args)
     except (InputError, ConfigError, FileNotFoundError) as exc:
         return _fail(args.command, exc)

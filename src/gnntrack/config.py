@@ -26,7 +26,8 @@ T = TypeVar("T")
 
 
 #: Campaign config section -> stage dataclass ("module:Class"). The command line, the workflow
-#: and its schema generator read this mapping, so a stage's section has one name everywhere.
+#: and its schema generator read this mapping (through ``gnntrack.campaign``, which resolves a
+#: campaign into these dataclasses), so a stage's section has one name everywhere.
 STAGE_CLASSES = {
     "simulation": "gnntrack.simulation:SimulationConfig",
     "map_sample": "gnntrack.simulation.map_sample:MapSampleConfig",

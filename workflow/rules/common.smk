@@ -12,6 +12,8 @@ import yaml
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
+from gnntrack.campaign import sorted_keys, stage_params
+
 SCHEMA = Path(workflow.basedir) / "workflow/schemas/config.schema.yaml"
 
 
@@ -50,24 +52,17 @@ USE_FILTER = STEPS["filter"]
 
 # --------------------------------------------------------------------------- stage configs
 def stage_config(section):
-    """One stage's config section, every default filled in by the schema (the rule's ``params.cfg``).
+    """One stage's effective config, every default filled in by the schema (the rule's ``params.cfg``).
 
-    Each rule receives only its own section, so Snakemake's params rerun-trigger fires exactly when
-    a value that the stage sees changes. Keys are sorted: Snakemake compares params with their
-    order, and the order of a section depends on which keys a config file spells out (the
-    schema appends the defaults), so writing a default explicitly must not rerun a campaign. The
+    ``gnntrack.campaign.stage_params``: the section as the command line resolves it too
+    (``gnntrack.campaign.resolve_campaign``), e.g. ``convert.input_format`` from ``input.source``
+    and the inference settings left null from ``graph_construction``. Each rule receives only its
+    own section, so Snakemake's params rerun-trigger fires exactly when a value that the stage
+    sees changes; keys are sorted, so writing a default explicitly does not rerun a campaign. The
     schema is generated from the stage dataclasses, so a wrong key or type has already failed
     validation above, with its path.
     """
-    return _sorted_keys(config[section])
-
-
-def _sorted_keys(value):
-    if isinstance(value, dict):
-        return {k: _sorted_keys(value[k]) for k in sorted(value)}
-    if isinstance(value, list):
-        return [_sorted_keys(v) for v in value]
-    return value
+    return stage_params(config, section)
 
 
 GRAPH_METHOD = stage_config("graph_construction")["method"]
@@ -142,18 +137,7 @@ def convert_inputs(wildcards):
 
 def convert_config():
     """The convert section, with the input format that ``input.source`` implies."""
-    fmt = "trackml" if config["input"]["source"] == "trackml" else "root"
-    return {**stage_config("convert"), "input_format": fmt}
-
-
-#: inference setting <- graph_construction setting it must agree with
-_INFERENCE_FROM_GRAPH_CONSTRUCTION = {
-    "module_map_cut": "cut",
-    "module_map_tolerance": "tolerance",
-    "module_map_n_sigma": "n_sigma",
-    "r_max": "r_max",
-    "k_max": "k_max",
-}
+    return stage_config("convert")
 
 
 def inference_config():
@@ -163,12 +147,7 @@ def inference_config():
     graph_construction section; the filter and GNN cuts are those stored in the model files (the
     ones apply_filter and the evaluation use), unless the inference section sets them.
     """
-    cfg = dict(stage_config("inference"))
-    gc = stage_config("graph_construction")
-    for key, gc_key in _INFERENCE_FROM_GRAPH_CONSTRUCTION.items():
-        if cfg.get(key) is None and gc.get(gc_key) is not None:
-            cfg[key] = gc[gc_key]
-    return cfg
+    return stage_config("inference")
 
 
 def trackml_detectors():
@@ -213,7 +192,7 @@ def map_sample_simulation_config():
     """The map sample's simulation section: the campaign's detector response, gun events."""
     from gnntrack.simulation.map_sample import map_sample_simulation
 
-    return _sorted_keys(map_sample_simulation(stage_config("simulation"), stage_config("map_sample")))
+    return sorted_keys(map_sample_simulation(stage_config("simulation"), stage_config("map_sample")))
 
 
 def module_map_events():

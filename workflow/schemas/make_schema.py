@@ -2,11 +2,12 @@
 
 The stage sections of the campaign schema are derived from the stage config dataclasses, so the
 schema that Snakemake validates at start-up can never drift from what the stages accept; the
-workflow's own sections (input, shards, steps, resources) are declared here. A field's allowed
-values (``gnntrack.config.Rule`` in its annotation: minimum, maximum, enum, pattern) become the
-same JSON-schema keywords, so a value that ``gnntrack.config.from_dict`` refuses also stops the
-workflow at start-up, with the same message. A test checks that the committed schema equals this
-script's output.
+workflow's own sections (input, shards, steps, resources) are declared here. The section table
+and the top-level keys come from ``gnntrack.campaign``, the resolver the command line and the
+workflow's rules read a campaign with. A field's allowed values (``gnntrack.config.Rule`` in its
+annotation: minimum, maximum, enum, pattern) become the same JSON-schema keywords, so a value
+that ``gnntrack.config.from_dict`` refuses also stops the workflow at start-up, with the same
+message. A test checks that the committed schema equals this script's output.
 
 Usage: python workflow/schemas/make_schema.py [--check]
 """
@@ -22,7 +23,7 @@ from pathlib import Path
 
 import yaml
 
-from gnntrack.cli import STAGE_CLASSES, WORKFLOW_KEYS, stage_class
+from gnntrack.campaign import STAGE_CLASSES, WORKFLOW_KEYS, stage_class
 from gnntrack.config import CampaignName, Rule
 
 SCHEMA_PATH = Path(__file__).with_name("config.schema.yaml")
@@ -183,7 +184,7 @@ def dataclass_schema(cls) -> dict:
 
 def build_schema() -> dict:
     # the command line accepts (and skips) the same workflow sections when it reads a campaign
-    assert set(WORKFLOW_SECTIONS) == {"campaign", *WORKFLOW_KEYS}, "update gnntrack.cli.WORKFLOW_KEYS"
+    assert set(WORKFLOW_SECTIONS) == {"campaign", *WORKFLOW_KEYS}, "update gnntrack.campaign.WORKFLOW_KEYS"
     props = dict(WORKFLOW_SECTIONS)
     for section in STAGE_CLASSES:
         props[section] = {**dataclass_schema(stage_class(section)), "default": {}}

@@ -32,7 +32,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..config import ConfigError, from_dict, load_yaml, to_dict
+from ..campaign import load_campaign, merge_campaigns, resolve_campaign
+from ..config import ConfigError, to_dict
 from ..io.atomic import atomic_output
 from ..io.errors import InputError
 from ..io.event_store import event_keys, read_event
@@ -433,7 +434,12 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     parser.add_argument("--gnn-model", type=Path, required=True)
     parser.add_argument("-o", "--output", type=Path, required=True, help="output folder (bench.json/md/png)")
     parser.add_argument(
-        "-c", "--config", type=Path, help="campaign YAML: its 'bench' and 'inference' sections"
+        "-c",
+        "--config",
+        type=Path,
+        action="append",
+        help="campaign YAML: its 'bench' and 'inference' sections (inference's graph-construction "
+        "settings left null from 'graph_construction'); repeat to merge files in order",
     )
     parser.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda[:N]")
     parser.add_argument("--n-events", type=int, help="events to time per variant")
@@ -445,8 +451,9 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     return parser
 
 
-def _bench_config_from_args(args, campaign: dict) -> BenchConfig:
-    data = dict(campaign.get("bench") or {})
+def _bench_settings_from_args(args) -> dict:
+    """The ``bench`` settings given as options (they win over the campaign's ``bench`` section)."""
+    data = {}
     if args.n_events is not None:
         data["n_events"] = args.n_events
     if args.warmup is not None:
@@ -459,7 +466,16 @@ def _bench_config_from_args(args, campaign: dict) -> BenchConfig:
         data["threads"] = args.threads
     if args.no_plot:
         data["plot"] = False
-    return from_dict(BenchConfig, data, "bench")
+    return data
+
+
+def configs_from_args(args) -> tuple[BenchConfig, InferenceConfig]:
+    """The ``bench`` and ``inference`` configs of the command line: the campaign files (``-c``,
+    merged in order) with the options over its ``bench`` section, resolved as the workflow's
+    bench rule resolves them (``gnntrack.campaign``)."""
+    campaign = merge_campaigns(load_campaign(args.config), {"bench": _bench_settings_from_args(args)})
+    resolved = resolve_campaign(campaign, sections=("bench", "inference"))
+    return resolved["bench"], resolved["inference"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -469,9 +485,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s")
     try:
-        campaign = load_yaml(args.config) if args.config else {}
-        bench_cfg = _bench_config_from_args(args, campaign)
-        inf_cfg = from_dict(InferenceConfig, campaign.get("inference") or {}, "inference")
+        bench_cfg, inf_cfg = configs_from_args(args)
         result = run_bench(
             args.events,
             args.output,

@@ -32,6 +32,9 @@ class InferenceConfig:
         graphs the filter and GNN were trained on.
     module_map_cut / module_map_tolerance / module_map_n_sigma: module-map window overrides
         (None: the settings stored in the map), as in ``graph_construction``.
+        From a campaign (``gnntrack.campaign.resolve_campaign``: the workflow, ``gnntrack infer``
+        and ``gnntrack bench``), these five settings left null take the campaign's
+        ``graph_construction`` values (``cut``, ``tolerance``, ``n_sigma``, ``r_max``, ``k_max``).
     filter: run the edge filter when a filter model is given; edges with score >= filter_cut pass
         (the ``apply_filter`` stage's rule); None = the cut stored with the filter model (its
         working point, as ``apply_filter`` uses it), 0.1 for a model without one.
