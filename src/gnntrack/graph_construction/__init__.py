@@ -13,9 +13,11 @@ from .build import (
 from .metric_learning import MetricLearningConfig, MetricLearningTask, run_train_metric_learning
 from .module_map import ModuleMap, ModuleMapConfig, ModuleMapData, build_module_map, run_build_module_map
 from .neighbours import radius_graph
+from .stage import GraphBuilder
 
 __all__ = [
     "EmbeddingBuilder",
+    "GraphBuilder",
     "GraphConstructionConfig",
     "MetricLearningConfig",
     "MetricLearningTask",

@@ -1,11 +1,13 @@
 """One-process inference: events -> graph -> filter -> GNN -> track candidates, per-stage timed.
 
 This is the production inference path (rule ``infer``, docs/workflow.md) and the one the benchmark
-measures. For each event the hits are read once and moved to the device; every later stage
-consumes and produces device tensors, so nothing returns to the host until the tracks are
-written. The physics is that of the stage-by-stage files path (``build_graphs`` ->
-``apply_filter`` -> ``score_graphs`` -> ``build_tracks``): same features, same graph
-construction code, same cuts, hence the same tracks (tested).
+measures. ``Pipeline.stages`` is a list of stage objects, each called on one ``EventData``:
+``GraphBuilder`` -> ``EdgeClassifier`` (filter, drops edges) -> ``EdgeClassifier`` (GNN) ->
+``TrackBuilder``, each timed under its row of the timing table. For each event the hits are
+read once and moved to the device; every later stage consumes and produces device tensors, so
+nothing returns to the host until the tracks are written. The workflow's file-by-file rules
+(``build_graphs``, ``apply_filter``, ``score_gnn``) call the same stage objects on stored events
+and graphs.
 """
 
 from __future__ import annotations
@@ -19,12 +21,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..edge_classification import EdgeClassifier
+from ..event_data import EventData, feature_spec
+from ..graph_construction.stage import GraphBuilder
 from ..io.errors import InputError
 from ..io.event_store import Event, iter_events
-from ..io.features import node_features
 from ..io.track_store import TrackRecord, write_tracks
-from ..track_building import Tracks, build_tracks
+from ..track_building import Tracks
 from ..track_building.build import resolve_score_cut
+from ..track_building.stage import TrackBuilder
 from ..training.device import resolve_device
 from .config import DEFAULT_FILTER_CUT, InferenceConfig, as_inference_config
 from .runtime import ModelRunner
@@ -61,32 +66,8 @@ class EventResult:
         )
 
 
-@dataclass
-class EventTensors:
-    """Device-side inputs of one event: node-feature matrices per feature set and hit columns."""
-
-    key: str
-    run_number: int
-    event_number: int
-    n_hits: int
-    features: dict[tuple, torch.Tensor]
-    hits: dict[str, torch.Tensor]
-
-
-def _feature_spec(model: torch.nn.Module) -> tuple[tuple[str, ...], tuple[tuple[str, float], ...]]:
-    names = tuple(getattr(model, "node_features", ()) or ())
-    if not names:
-        raise ValueError(f"{type(model).__name__} carries no .node_features; cannot build its input")
-    scales = getattr(model, "feature_scales", None) or {}
-    return names, tuple(sorted((k, float(v)) for k, v in scales.items()))
-
-
-def _model_attr(model, name: str):
-    """A graph-construction setting stored with the embedding model (attribute or config)."""
-    value = getattr(model, name, None)
-    if value is None:
-        value = (getattr(model, "config", None) or {}).get(name)
-    return value
+#: kept for callers of the earlier name: the per-event structure is ``gnntrack.event_data.EventData``
+EventTensors = EventData
 
 
 class Pipeline:
@@ -154,8 +135,40 @@ class Pipeline:
             )
             if m is not None and (name != "embedding" or method == "metric_learning")
         }
-        self.r_max, self.k_max = self._radius_settings()
+        self.stages = self._make_stages()
+        self.graph_builder = self.stages[0]
+        self.r_max, self.k_max = self.graph_builder.r_max, self.graph_builder.k_max
         self._hit_columns = self._needed_hit_columns()
+
+    def _make_stages(self) -> list:
+        """Graph building, the filter (when used), the GNN and track building, in order."""
+        if self.method == "metric_learning":
+            graph = GraphBuilder(
+                embedding=self.embedding, r_max=self.cfg.r_max, k_max=self.cfg.k_max,
+                backend=self.cfg.neighbour_backend, runner=self._runners["embedding"], device=self.device,
+            )  # fmt: skip
+        else:
+            graph = GraphBuilder(module_map=self.module_map, device=self.device)
+        stages = [graph]
+        if self.filter_model is not None:
+            stages.append(
+                EdgeClassifier(
+                    "filter",
+                    self.filter_model,
+                    self.cfg.filter_cut,
+                    prune=True,
+                    runner=self._runners["filter"],
+                    chunk_size=self.cfg.filter_chunk,
+                    timer_stage="filtering",
+                )  # fmt: skip
+            )
+        stages.append(
+            EdgeClassifier(
+                "gnn", self.gnn_model, self.cfg.track_building.score_cut, runner=self._runners["gnn"]
+            )
+        )
+        stages.append(TrackBuilder(self.cfg.track_building, score_stage="gnn"))
+        return stages
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -186,45 +199,19 @@ class Pipeline:
             mm = ModuleMap.load(mm, dev if cfg.module_map_on_device else "cpu")
         return cls(cfg, mm, model(embedding), model(filter_model), model(gnn_model), dev)
 
-    def _radius_settings(self) -> tuple[float | None, int | None]:
-        """r_max / k_max resolved exactly as graph construction's ``EmbeddingBuilder`` does."""
-        if self.method != "metric_learning":
-            return None, None
-        from ..graph_construction import EmbeddingBuilder
-
-        b = EmbeddingBuilder(
-            self.embedding, self.cfg.r_max, self.cfg.k_max, self.cfg.neighbour_backend, self.device
-        )
-        return b.r_max, b.k_max
-
     def _needed_hit_columns(self) -> tuple[str, ...]:
-        from ..graph_construction.geometry import GEOMETRY_COLUMNS
-
-        cols = list(GEOMETRY_COLUMNS)
-        if self.method == "module_map":
-            for c in getattr(self.module_map, "hit_columns", ("module_id",)):
-                if c not in cols:
-                    cols.append(c)
-        if self.cfg.track_building.min_pt is not None:  # the candidates' pT estimate
-            cols += [c for c in ("x", "y") if c not in cols]
+        cols = []
+        for stage in self.stages:
+            cols += [c for c in getattr(stage, "hit_columns", ()) if c not in cols]
         return tuple(cols)
 
     # ------------------------------------------------------------------ stages
     def load(self, hits: Mapping[str, np.ndarray], key: str = "", run_number: int = 0, event_number: int = 0):
-        """Data loading: node-feature matrices and the hit columns graph construction needs, on device."""
-        from ..graph_construction.geometry import hits_to_tensors
-
-        features = {}
-        for m in (self.embedding, self.filter_model, self.gnn_model):
-            if m is None:
-                continue
-            spec = _feature_spec(m)
-            if spec not in features:
-                x = node_features(hits, spec[0], dict(spec[1]))
-                features[spec] = torch.from_numpy(x).to(self.device, non_blocking=True)
-        hit_t = hits_to_tensors(hits, self._hit_columns, self.device)
-        n_hits = len(hits["x"])
-        return EventTensors(key, int(run_number), int(event_number), n_hits, features, hit_t)
+        """Data loading: node-feature matrices and the hit columns the stages read, on the device."""
+        specs = [
+            feature_spec(m) for m in (self.embedding, self.filter_model, self.gnn_model) if m is not None
+        ]
+        return EventData.from_hits(hits, self._hit_columns, specs, self.device, key, run_number, event_number)
 
     def required_hit_columns(self) -> list[str]:
         """Hit columns an event must have: ``x`` (sets the hit count), what graph building reads
@@ -232,7 +219,7 @@ class Pipeline:
         cols = ["x", *(c for c in self._hit_columns if c != "x")]
         for m in (self.embedding, self.filter_model, self.gnn_model):
             if m is not None:
-                cols += [c for c in _feature_spec(m)[0] if c not in cols]
+                cols += [c for c in feature_spec(m)[0] if c not in cols]
         return cols
 
     def check_hits(self, hits: Mapping[str, np.ndarray], file=None, key=None) -> None:
@@ -251,81 +238,33 @@ class Pipeline:
             if not np.all(np.isfinite(hits[c])):
                 raise InputError("non-finite coordinate", file=file, event=key, field=f"hits/{c}")
 
-    def _x(self, ev: EventTensors, model) -> torch.Tensor:
-        return ev.features[_feature_spec(model)]
+    def _x(self, ev: EventData, model) -> torch.Tensor:
+        return ev.node_features(model)
 
-    def build_graph(self, ev: EventTensors, timer: StageTimer) -> torch.Tensor:
-        """Embedding (metric learning) and edge building; returns outward-directed (2, E)."""
-        from ..graph_construction.geometry import orient_outward
+    def build_graph(self, ev: EventData, timer: StageTimer) -> torch.Tensor:
+        """Graph construction alone (embedding and edge building); returns outward-directed (2, E)."""
+        return self.graph_builder(ev, timer).edge_index
 
-        if self.method == "metric_learning":
-            from ..graph_construction.neighbours import radius_graph
-
-            with timer.stage("embedding"):
-                points = self._runners["embedding"](self._x(ev, self.embedding))
-            with timer.stage("build_edges"):
-                pairs = radius_graph(points, self.r_max, self.k_max, backend=self.cfg.neighbour_backend)
-                edge_index = orient_outward(pairs, ev.hits)
-            return edge_index
-        with timer.stage("build_edges"):
-            # the map moves the hit columns it needs to its own device (CPU in the baseline)
-            edge_index = self.module_map.build_edges(ev.hits).to(self.device)
-        return edge_index
-
-    def filter_edges(self, ev: EventTensors, edge_index: torch.Tensor, timer: StageTimer) -> torch.Tensor:
-        if self.filter_model is None:
-            return edge_index
-        with timer.stage("filtering"):
-            x = self._x(ev, self.filter_model)
-            run = self._runners["filter"]
-            chunk = self.cfg.filter_chunk
-            keep = torch.empty(edge_index.shape[1], dtype=torch.bool, device=self.device)
-            for s in range(0, edge_index.shape[1], chunk):
-                scores = torch.sigmoid(run(x, edge_index[:, s : s + chunk]))
-                keep[s : s + chunk] = scores >= self.cfg.filter_cut
-            edge_index = edge_index[:, keep]
-        return edge_index
-
-    def score(self, ev: EventTensors, edge_index: torch.Tensor, timer: StageTimer) -> torch.Tensor:
-        with timer.stage("gnn"):
-            if edge_index.shape[1] == 0:
-                return torch.zeros(0, device=self.device)
-            x = self._x(ev, self.gnn_model)
-            # Hits without an edge never reach an edge score (message passing only runs along
-            # edges and every node update is row-wise), so the GNN runs on the touched hits
-            # only: exact, and much cheaper on sparse graphs (module map: most hits isolated).
-            nodes = torch.unique(edge_index)
-            if nodes.numel() < x.shape[0]:
-                x, edge_index = x[nodes], torch.searchsorted(nodes, edge_index)
-            scores = torch.sigmoid(self._runners["gnn"](x, edge_index))
-        return scores
-
-    def label(self, ev: EventTensors, edge_index, scores, timer: StageTimer) -> Tracks:
-        with timer.stage("labelling"):
-            tracks = build_tracks(edge_index, scores, ev.n_hits, self.cfg.track_building, hits=ev.hits)
-        return tracks
-
-    # ------------------------------------------------------------------ whole event
-    def run_tensors(self, ev: EventTensors, timer: StageTimer | None = None) -> EventResult:
-        """Graph construction -> filter -> GNN -> track building on already loaded tensors."""
+    def run_tensors(self, ev: EventData, timer: StageTimer | None = None) -> EventResult:
+        """Every stage in order on already loaded tensors."""
         timer = timer or StageTimer(self.device)
         with torch.inference_mode():
-            edge_index = self.build_graph(ev, timer)
-            n_built = int(edge_index.shape[1])
-            edge_index = self.filter_edges(ev, edge_index, timer)
-            scores = self.score(ev, edge_index, timer)
-            tracks = self.label(ev, edge_index, scores, timer)
-        n_pass = int((scores > self.cfg.track_building.score_cut).sum())
+            for stage in self.stages:
+                stage(ev, timer)
         return EventResult(
             key=ev.key,
             run_number=ev.run_number,
             event_number=ev.event_number,
             n_hits=ev.n_hits,
-            edge_index=edge_index,
-            scores=scores,
-            tracks=tracks,
+            edge_index=ev.edge_index,
+            scores=ev.scores("gnn"),
+            tracks=ev.tracks,
             timing=timer.as_dict(),
-            n_edges={"build_edges": n_built, "filtering": int(edge_index.shape[1]), "gnn": n_pass},
+            n_edges={
+                "build_edges": ev.n_edges["build_edges"],
+                "filtering": int(ev.edge_index.shape[1]),
+                "gnn": ev.n_edges["labelling"],
+            },
         )
 
     def run_event(self, event: Event, timer: StageTimer | None = None) -> EventResult:

@@ -18,10 +18,11 @@ import torch
 from torch import nn
 
 from ..config import Count, Probability, ProperFraction, Rule, from_dict
+from ..edge_classification import EdgeClassifier
+from ..event_data import EventData, feature_spec
 from ..io.atomic import atomic_output
 from ..io.errors import InputError
 from ..io.event_store import read_event
-from ..io.features import node_features
 from ..io.graph_store import Graph, iter_graphs, write_graphs
 from ..metrics.edges import cut_at_efficiency, working_point
 from ..models.filter import FilterModel, FilterModelConfig
@@ -32,7 +33,7 @@ from ..track_building.build import DEFAULT_SCORE_CUT
 from .checkpoint import seed_everything
 from .config import TrainConfig
 from .device import resolve_device
-from .edge_task import EdgeClassifierTask, edge_logits
+from .edge_task import EdgeClassifierTask
 from .graph_data import load_items
 from .loop import fit
 from .regions import RegionConfig
@@ -121,7 +122,8 @@ def run_train_filter(
     if cfg.target_efficiency is not None:
         s_l, y_l, yt_l = [], [], []
         for ef, gf in zip(val_events, val_graphs):
-            for graph, scores, _ in _score_file(ef, gf, model, dev, cfg.chunk_size):
+            stage = EdgeClassifier("filter", model, cfg.score_cut, chunk_size=cfg.chunk_size)
+            for graph, scores, _ in _score_file(ef, gf, stage, dev):
                 s_l.append(scores)
                 y_l.append(graph.y)
                 yt_l.append(graph.y_target)
@@ -225,18 +227,23 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-@torch.inference_mode()
+def event_data(event_hits: dict, graph: Graph, model: nn.Module, device: torch.device) -> EventData:
+    """A stored event's hits and graph as the ``EventData`` the stage objects take."""
+    ev = EventData.from_hits(event_hits, (), [feature_spec(model)], device, key=graph.key)
+    ev.set_graph(torch.from_numpy(np.ascontiguousarray(graph.edge_index, dtype=np.int64)))
+    return ev
+
+
 def score_graph(
     model: nn.Module, event_hits: dict, graph: Graph, device: torch.device, chunk_size: int | None = None
 ) -> np.ndarray:
-    """Sigmoid scores (E,) float32 of one graph's edges."""
-    x = torch.from_numpy(node_features(event_hits, model.node_features, model.feature_scales)).to(device)
-    ei = torch.from_numpy(np.ascontiguousarray(graph.edge_index, dtype=np.int64)).to(device)
-    return torch.sigmoid(edge_logits(model, x, ei, chunk_size).float()).cpu().numpy()
+    """Sigmoid scores (E,) float32 of one graph's edges (the pipeline's ``EdgeClassifier``)."""
+    stage = EdgeClassifier("score", model, cut=0.5, chunk_size=chunk_size)
+    return stage(event_data(event_hits, graph, model, device)).scores("score").cpu().numpy()
 
 
-def _score_file(event_file, graph_file, model, device, chunk_size):
-    """Yield (graph, scores, seconds) for every graph of a shard."""
+def _score_file(event_file, graph_file, stage: EdgeClassifier, device):
+    """Yield (graph, scores, seconds) for every graph of a shard, scored by ``stage``."""
     for graph in iter_graphs(graph_file):
         event = read_event(event_file, graph.key, tables=("hits",))
         if event.n_hits != graph.n_hits:
@@ -245,11 +252,12 @@ def _score_file(event_file, graph_file, model, device, chunk_size):
                 file=graph_file,
                 event=graph.key,
             )
+        ev = event_data(event.hits, graph, stage.model, device)
         _sync(device)
         t0 = time.perf_counter()
-        scores = score_graph(model, event.hits, graph, device, chunk_size)
+        stage(ev)
         _sync(device)
-        yield graph, scores, time.perf_counter() - t0
+        yield graph, ev.scores(stage.name).cpu().numpy(), time.perf_counter() - t0
 
 
 def _summary(all_scores, all_y, all_yt, cut, times, n_events) -> dict:
@@ -286,10 +294,13 @@ def run_apply_filter(
     dev = resolve_device(device)
     net = _as_model(model, dev)
     cut = float(getattr(net, "score_cut", cfg.score_cut))  # the model's stored working point
+    # the inference chain's filter stage; its cut is applied below, where the graph's truth
+    # labels are kept with the edges
+    stage = EdgeClassifier("filter", net, cut, chunk_size=cfg.chunk_size)
     out, scores_l, y_l, yt_l, times = [], [], [], [], []
-    for graph, scores, dt in _score_file(event_file, graph_file, net, dev, cfg.chunk_size):
+    for graph, scores, dt in _score_file(event_file, graph_file, stage, dev):
         graph.scores["filter"] = scores
-        out.append(graph.subset(scores >= cut))
+        out.append(graph.subset(stage.passes(scores)))
         scores_l.append(scores)
         y_l.append(graph.y)
         yt_l.append(graph.y_target)
@@ -314,8 +325,9 @@ def run_score_graphs(
     net = _as_model(model, dev)
     if score_cut is None:
         score_cut = float(getattr(net, "score_cut", DEFAULT_SCORE_CUT))
+    stage = EdgeClassifier(stage_name, net, score_cut, chunk_size=chunk_size)
     out, scores_l, y_l, yt_l, times = [], [], [], [], []
-    for graph, scores, dt in _score_file(event_file, graph_file, net, dev, chunk_size):
+    for graph, scores, dt in _score_file(event_file, graph_file, stage, dev):
         graph.scores[stage_name] = scores
         out.append(graph)
         scores_l.append(scores)

@@ -35,11 +35,9 @@ import torch
 
 from ..conditions import DEFAULT_TARGET, select
 from ..config import Count, Probability, ProperFraction, from_dict
-from ..io.features import node_features
 from ..metrics.edges import efficiency_at_masked_purity, working_point
 from ..metrics.tracks import Rates, apply_style, event_rates, match_pairs
 from ..track_building import TrackBuildingConfig, build_tracks
-from .edge_task import edge_logits
 from .graph_data import iter_event_graphs
 
 DEFAULT_CUTS = tuple(round(0.05 * i, 2) for i in range(1, 20))
@@ -58,15 +56,18 @@ class WorkingPointConfig:
     max_events: Count | None = 10  # validation events scanned
 
 
-@torch.no_grad()
 def score_events(model, event_files, graph_files, device="cpu", max_events: int | None = None):
-    """Yield (event, graph, scores) of validation events (shards paired by position)."""
+    """Yield (event, graph, scores) of validation events (shards paired by position), scored by
+    the inference chain's ``EdgeClassifier`` stage."""
+    from ..edge_classification import EdgeClassifier
+    from .edge_stages import event_data
+
     model.eval()
+    stage = EdgeClassifier("gnn", model, cut=0.5)
+    device = torch.device(device)
     for event, graph in iter_event_graphs(event_files, graph_files, ("hits", "particles"), max_events):
-        x = node_features(event.hits, model.node_features, model.feature_scales)
-        ei = np.ascontiguousarray(graph.edge_index, dtype=np.int64)
-        logits = edge_logits(model, torch.from_numpy(x).to(device), torch.from_numpy(ei).to(device))
-        yield event, graph, torch.sigmoid(logits.float()).cpu().numpy()
+        ev = stage(event_data(event.hits, graph, model, device))
+        yield event, graph, ev.scores("gnn").cpu().numpy()
 
 
 def _target(event) -> np.ndarray:
