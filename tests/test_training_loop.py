@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import csv
+import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -12,6 +15,8 @@ from gnntrack.io.errors import InputError
 from gnntrack.models import load_model
 from gnntrack.models.registry import register_model
 from gnntrack.training import TrainConfig, fit, seed_everything
+from gnntrack.training.checkpoint import rng_state
+from gnntrack.training.loop import Trainer
 
 # tiny models: one thread avoids oversubscribing the shared CI/laptop cores
 torch.set_num_threads(1)
@@ -202,3 +207,95 @@ def test_mixed_precision_trains_and_resumes(tmp_path, precision):
     assert more["resumed_from_epoch"] == 2 and more["epochs_run"] == 4
     losses = [h["train_loss"] for h in more["history"]]
     assert losses[-1] < losses[0]
+
+
+def _run_state(trainer):
+    """Everything a resumed run depends on: weights, optimiser, schedule, generators, loop state."""
+    return copy.deepcopy(
+        {
+            "model": trainer.model.state_dict(),
+            "optimizer": trainer.optimizer.state_dict(),
+            "scheduler": trainer.scheduler.state_dict(),
+            "rng": rng_state(),
+            "loop": trainer.state,
+        }
+    )
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, torch.Tensor):
+        return isinstance(b, torch.Tensor) and a.shape == b.shape and torch.equal(a, b)
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return isinstance(b, (list, tuple)) and len(a) == len(b) and all(map(_same, a, b))
+    if isinstance(a, float) and math.isnan(a):
+        return isinstance(b, float) and math.isnan(b)
+    return a == b
+
+
+def test_steps_one_by_one_and_restore_what_checkpoint_wrote(tmp_path):
+    """restore -> train_epoch -> validate -> end_epoch -> checkpoint, each on its own; restoring
+    gives back exactly the state that was written, and finishing the run from there matches fit."""
+    train, val = _data()
+    cfg = TrainConfig(
+        epochs=3, lr=0.01, optimizer="adam", scheduler="cosine", warmup_epochs=0.5, progress="off"
+    )
+    out = tmp_path / "s.pt"
+    trainer = Trainer(ToyTask(seed=3), train, val, cfg, out, device="cpu")
+    assert trainer.restore() is None and not trainer.done
+
+    metrics = trainer.train_epoch()
+    assert list(metrics) == ["epoch", "train_loss", "lr", "skipped_steps"]
+    assert metrics["epoch"] == 1 and metrics["skipped_steps"] == 0 and trainer.state["epoch"] == 0
+    trainer.model.eval()
+    val_metrics = trainer.validate()
+    assert set(val_metrics) == {"loss", "accuracy"} and not trainer.model.training  # mode kept
+    row = trainer.end_epoch(metrics, val_metrics)
+    assert list(row) == ["epoch", "train_loss", "lr", "skipped_steps", "val_loss", "val_accuracy", "time_s"]
+    assert trainer.state["epoch"] == 1 and trainer.state["best_epoch"] == 1
+    assert trainer.state["history"] == [row]
+    assert not (tmp_path / "s.pt.last").exists(), "end_epoch writes nothing"
+    trainer.checkpoint()
+    assert {p.name for p in tmp_path.iterdir()} == {"s.pt.last", "s.pt.best", "s.pt.metrics.csv"}
+    written = _run_state(trainer)
+
+    # train on without a checkpoint; restore() rolls back to what was written
+    trainer.end_epoch(trainer.train_epoch(), trainer.validate())
+    assert not _same(_run_state(trainer), written)
+    assert trainer.restore() == 1
+    assert _same(_run_state(trainer), written)
+
+    # so does a new trainer whose model starts elsewhere
+    other = Trainer(ToyTask(seed=99), train, val, cfg, out, device="cpu")
+    assert other.restore() == 1
+    assert _same(_run_state(other), written)
+    while not other.done:
+        other.end_epoch(other.train_epoch(), other.validate())
+        other.checkpoint()
+    summary = other.finish()
+    assert summary["resumed_from_epoch"] == 1 and summary["epochs_run"] == 3 and out.exists()
+
+    ref = ToyTask(seed=3)
+    ref_summary = fit(ref, train, val, cfg, tmp_path / "ref.pt", device="cpu")
+    assert [h["train_loss"] for h in summary["history"]] == [h["train_loss"] for h in ref_summary["history"]]
+    assert _same(other.model.state_dict(), ref.model.state_dict())
+    assert summary["best_epoch"] == ref_summary["best_epoch"]
+
+    # without resume, restore starts afresh even though a matching .last exists
+    fresh = Trainer(ToyTask(seed=3), train, val, replace(cfg, resume=False), out, device="cpu")
+    assert fresh.restore() is None
+    assert fresh.state["epoch"] == 0 and fresh.state["history"] == []
+    assert not (tmp_path / "s.pt.best").exists(), "a previous run's best must not leak in"
+
+
+def test_steps_out_of_order_are_errors(tmp_path):
+    train, val = _data()
+    trainer = Trainer(ToyTask(), train, val, TrainConfig(epochs=2, progress="off"), tmp_path / "o.pt", "cpu")
+    trainer.restore()
+    with pytest.raises(RuntimeError, match="end_epoch"):
+        trainer.checkpoint()
+    metrics = trainer.train_epoch()
+    trainer.end_epoch(metrics, trainer.validate())
+    with pytest.raises(ValueError, match="epoch 1"):
+        trainer.end_epoch(metrics, {})  # the same epoch twice

@@ -6,6 +6,12 @@ trains, resumes and reports the same way. A job killed mid-run (SLURM pre-emptio
 started again continues from ``<output>.last`` and ends bit-identical to an uninterrupted run on
 the same device, because the checkpoint holds every random generator's state and the item order
 of each epoch is a pure function of (seed, epoch).
+
+``fit`` is ``Trainer(...).fit()``, a short composition of steps that can also be called one by
+one: ``restore`` (resume from ``<output>.last`` or start fresh), then per epoch ``train_epoch``,
+``validate``, ``end_epoch`` (record the epoch: history, best, early stopping, plateau schedule)
+and ``checkpoint`` (write ``.last``, the best weights, the metrics CSV), then ``finish`` (publish
+the best model, return the summary).
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import shutil
 import sys
 import time
 from collections.abc import Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -215,6 +222,320 @@ def epoch_order(n_items: int, seed: int, epoch: int, shuffle: bool = True) -> li
     return torch.randperm(n_items, generator=gen).tolist()
 
 
+class Trainer:
+    """``fit`` as explicit steps, each usable on its own.
+
+    ``fit`` is ``restore()``, then per epoch ``train_epoch()``, ``validate()``, ``end_epoch()``
+    and ``checkpoint()`` until ``done``, then ``finish()``. Construction builds the optimiser,
+    schedule and gradient scaler and hashes the data; it neither seeds nor reads or writes files.
+    The run's state (``optimizer``, ``scheduler``, ``scaler``, ``state``: epoch, history, best,
+    best_epoch, bad_epochs, stopped) is what ``checkpoint`` writes to ``<output>.last`` and
+    ``restore`` reads back. Used as a context manager (``fit`` does) it closes the TensorBoard
+    writer on exit.
+    """
+
+    def __init__(
+        self,
+        task: Task,
+        train_items: Sequence[Any],
+        val_items: Sequence[Any],
+        cfg: TrainConfig | dict,
+        output: str | Path,
+        device: str | torch.device = "auto",
+    ):
+        cfg = cfg if isinstance(cfg, TrainConfig) else from_dict(TrainConfig, cfg, "train")
+        if len(train_items) == 0:
+            raise InputError("no training items (empty training set)")
+        self.task = task
+        self.train_items = train_items
+        self.val_items = val_items
+        self.cfg = cfg
+        self.paths = checkpoint_paths(output)
+        self.device = resolve_device(device)
+        self.model = task.model.to(self.device)
+        n_steps = len(train_items)
+        if cfg.max_steps_per_epoch is not None:
+            n_steps = min(n_steps, cfg.max_steps_per_epoch)
+        self.steps_per_epoch = n_steps
+        self.dtype = amp_dtype(cfg.precision, self.device)
+        self._reset()
+        self.fingerprint = _fingerprint(task, cfg, train_items, val_items)
+        self.show_progress = _progress(cfg)
+        self.resumed_from: int | None = None
+        self._epoch_start: float | None = None
+        self._writer = None
+        self._writer_opened = False
+
+    def _reset(self) -> None:
+        """A new optimiser, schedule, scaler and loop state (the model's weights are left alone)."""
+        self.optimizer = make_optimizer(self.model.parameters(), self.cfg)
+        self.scheduler = make_scheduler(self.optimizer, self.cfg, self.steps_per_epoch)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.dtype == torch.float16)
+        self.state = {
+            "epoch": 0,
+            "history": [],
+            "best": None,
+            "best_epoch": None,
+            "bad_epochs": 0,
+            "stopped": False,
+        }
+
+    @property
+    def done(self) -> bool:
+        """All ``cfg.epochs`` ran, or early stopping ended the run."""
+        return self.state["epoch"] >= self.cfg.epochs or self.state["stopped"]
+
+    # -- the steps -------------------------------------------------------------------------------
+
+    def restore(self) -> int | None:
+        """Set the whole run state: resumed from ``<output>.last``, or fresh.
+
+        Resumes (weights, optimiser, schedule, scaler, every random generator, loop state) when
+        ``cfg.resume`` is on and the checkpoint's fingerprint matches this model, config and data;
+        returns the number of epochs it had finished. Otherwise starts fresh and returns None: new
+        optimiser/schedule/scaler, empty history, generators seeded with ``cfg.seed``, a previous
+        run's ``<output>.best`` removed; the model keeps the weights it has.
+        """
+        self._reset()
+        self.resumed_from = None
+        self._epoch_start = None
+        last = self.paths["last"]
+        if self.cfg.resume and last.exists():
+            ck = load_checkpoint(last, "training checkpoint")
+            if ck.get("fingerprint") == self.fingerprint:
+                self.model.load_state_dict(ck["state_dict"])
+                self.optimizer.load_state_dict(ck["optimizer"])
+                if self.scheduler is not None and ck.get("scheduler") is not None:
+                    self.scheduler.load_state_dict(ck["scheduler"])
+                if ck.get("scaler"):
+                    self.scaler.load_state_dict(ck["scaler"])
+                set_rng_state(ck["rng"])
+                self.state.update(ck["loop_state"])
+                self.resumed_from = self.state["epoch"]
+                log.info("resuming %s from epoch %d", last, self.resumed_from)
+                return self.resumed_from
+            log.warning("%s belongs to a different model/config/data; training from scratch", last)
+        seed_everything(self.cfg.seed)
+        self.paths["best_state"].unlink(missing_ok=True)  # a previous run's best must not leak in
+        return None
+
+    def train_epoch(self) -> dict:
+        """One pass over the training items of the next epoch, in its seeded order (capped at
+        ``max_steps_per_epoch``): an optimiser step per item, and a scheduler step per item for
+        the per-step schedules. Items whose loss has no gradient or is not finite are skipped.
+
+        Returns the epoch's training metrics: ``epoch`` (1-based), ``train_loss`` (mean over the
+        steps taken), ``lr`` (after the epoch) and ``skipped_steps``. The epoch counter advances
+        in ``end_epoch``.
+        """
+        cfg, model, optimizer, scaler = self.cfg, self.model, self.optimizer, self.scaler
+        device, dtype = self.device, self.dtype
+        per_step = isinstance(self.scheduler, torch.optim.lr_scheduler.LambdaLR)
+        epoch = self.state["epoch"]
+        self._epoch_start = time.perf_counter()
+        total, counted, skipped = 0.0, 0, 0
+        with self._determinism():
+            model.train()
+            order = epoch_order(len(self.train_items), cfg.seed, epoch)[: self.steps_per_epoch]
+            bar = _tqdm(order, self.show_progress, f"epoch {epoch + 1}/{cfg.epochs}")
+            for i in bar:
+                optimizer.zero_grad(set_to_none=True)
+                with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+                    loss = self.task.loss(self.train_items[i], device)
+                if not loss.requires_grad or not torch.isfinite(loss.detach()):
+                    skipped += 1  # an item without edges or a diverged loss: no update
+                    continue
+                scaler.scale(loss).backward()
+                if cfg.grad_clip is not None:
+                    scaler.unscale_(optimizer)
+                    nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                scaler.step(optimizer)
+                scaler.update()
+                if per_step:
+                    self.scheduler.step()
+                total += float(loss.detach())
+                counted += 1
+                if self.show_progress:
+                    bar.set_postfix(loss=f"{total / counted:.4g}")
+        return {
+            "epoch": epoch + 1,
+            "train_loss": total / counted if counted else float("nan"),
+            "lr": optimizer.param_groups[0]["lr"],
+            "skipped_steps": skipped,
+        }
+
+    def validate(self) -> dict[str, float]:
+        """The task's validation metrics (plain floats, keys as the task names them; empty without
+        validation items), computed in eval mode under ``torch.no_grad()``; the model's mode is
+        restored afterwards."""
+        model = self.model
+        was_training = model.training
+        with self._determinism():
+            model.eval()
+            with torch.no_grad():
+                metrics = (
+                    {k: float(v) for k, v in self.task.evaluate(self.val_items, self.device).items()}
+                    if self.val_items
+                    else {}
+                )
+            model.train(was_training)
+        return metrics
+
+    def end_epoch(self, train: dict, metrics: dict[str, float]) -> dict:
+        """Record a finished epoch from ``train_epoch``'s and ``validate``'s results.
+
+        Appends its row (epoch, train_loss, lr, skipped_steps, ``val_``-prefixed metrics, time_s)
+        to the history, advances the epoch counter, steps a plateau schedule, and updates the best
+        value of ``cfg.monitor`` or the early-stopping count. Writes nothing; returns the row.
+        """
+        cfg, state = self.cfg, self.state
+        if train["epoch"] != state["epoch"] + 1:
+            raise ValueError(
+                f"end_epoch got the training metrics of epoch {train['epoch']}; "
+                f"the run is at epoch {state['epoch'] + 1}"
+            )
+        epoch = state["epoch"]
+        row = {k: train[k] for k in ("epoch", "train_loss", "lr", "skipped_steps")}
+        row.update({f"val_{k}": v for k, v in metrics.items()})
+        monitored = _monitored(cfg.monitor, metrics, train["train_loss"], bool(self.val_items))
+        start = self._epoch_start if self._epoch_start is not None else time.perf_counter()
+        row["time_s"] = time.perf_counter() - start
+        self._epoch_start = None
+
+        plateau = isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
+        if plateau and math.isfinite(monitored):
+            self.scheduler.step(monitored)
+
+        state["history"].append(row)
+        state["epoch"] = epoch + 1
+        if _improved(monitored, state["best"], cfg.mode):
+            state.update(best=monitored, best_epoch=epoch + 1, bad_epochs=0)
+        else:
+            state["bad_epochs"] += 1
+            if cfg.early_stopping_patience is not None and state["bad_epochs"] >= cfg.early_stopping_patience:
+                state["stopped"] = True
+                log.info("early stop after epoch %d (no improvement of %s)", epoch + 1, cfg.monitor)
+        return row
+
+    def checkpoint(self) -> None:
+        """Write the state after the last recorded epoch, each file atomically: the weights to
+        ``<output>.best`` when that epoch is the best so far, the resumable state to
+        ``<output>.last`` (what ``restore`` reads), the metrics CSV (one row per epoch) and, with
+        ``cfg.tensorboard``, the epoch's row to TensorBoard."""
+        state, model, cfg = self.state, self.model, self.cfg
+        if not state["history"]:
+            raise RuntimeError("checkpoint() before end_epoch(): no finished epoch to write")
+        row = state["history"][-1]
+        epoch = state["epoch"]
+        if state["best_epoch"] == epoch:
+            save_checkpoint(
+                model_payload(
+                    model, self.task.model_config(), metrics=row, epoch=epoch, train_config=to_dict(cfg)
+                ),
+                self.paths["best_state"],
+            )
+        save_checkpoint(
+            model_payload(
+                model,
+                self.task.model_config(),
+                metrics=row,
+                epoch=epoch,
+                train_config=to_dict(cfg),
+                optimizer=self.optimizer.state_dict(),
+                scheduler=None if self.scheduler is None else self.scheduler.state_dict(),
+                scaler=self.scaler.state_dict() if self.scaler.is_enabled() else None,
+                rng=rng_state(),
+                loop_state=state,
+                fingerprint=self.fingerprint,
+            ),
+            self.paths["last"],
+        )
+        _write_metrics_csv(self.paths["metrics"], state["history"])
+        writer = self._tensorboard()
+        if writer is not None:
+            for k, v in row.items():
+                if k != "epoch" and isinstance(v, (int, float)):
+                    writer.add_scalar(k, v, epoch)
+        log.info("epoch %d: %s", epoch, ", ".join(f"{k}={v:.4g}" for k, v in row.items()))
+
+    def finish(self) -> dict:
+        """Publish the best weights to ``output`` (the final weights if no epoch had a finite
+        monitored value), load them into ``task.model`` (eval mode) and return the summary."""
+        cfg, state, paths, model = self.cfg, self.state, self.paths, self.model
+        if state["best"] is None or not paths["best_state"].exists():
+            # no finite monitored value ever: keep the final weights
+            config = self.task.model_config()
+            save_checkpoint(
+                model_payload(model, config, epoch=state["epoch"], train_config=to_dict(cfg)),
+                paths["best_state"],
+            )
+        with atomic_output(paths["best"]) as tmp:
+            shutil.copyfile(paths["best_state"], tmp)
+        best = load_checkpoint(paths["best"], "model file")
+        model.load_state_dict(best["state_dict"])
+        model.eval()
+        return {
+            "output": str(paths["best"]),
+            "monitor": cfg.monitor,
+            "mode": cfg.mode,
+            "best_metric": state["best"],
+            "best_epoch": state["best_epoch"],
+            "epochs_run": state["epoch"],
+            "stopped_early": state["stopped"],
+            "resumed_from_epoch": self.resumed_from,
+            "device": str(self.device),
+            "precision": "fp32" if self.dtype is None else str(self.dtype).removeprefix("torch."),
+            "history": state["history"],
+        }
+
+    def fit(self) -> dict:
+        """The whole run: restore, then train/validate/record/checkpoint each epoch, then finish."""
+        self.restore()
+        with self:
+            while not self.done:
+                train = self.train_epoch()
+                self.end_epoch(train, self.validate())
+                self.checkpoint()
+        return self.finish()
+
+    # -- resources -------------------------------------------------------------------------------
+
+    def __enter__(self) -> Trainer:
+        self._tensorboard()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the TensorBoard writer, if one is open (the next ``checkpoint`` reopens it)."""
+        if self._writer is not None:
+            self._writer.close()
+        self._writer = None
+        self._writer_opened = False
+
+    def _tensorboard(self):
+        if self.cfg.tensorboard and not self._writer_opened:
+            self._writer_opened = True
+            self._writer = _tensorboard_writer(self.paths["tensorboard"])
+        return self._writer
+
+    @contextmanager
+    def _determinism(self):
+        """``cfg.deterministic``: deterministic kernels while a step computes, then as before."""
+        if not self.cfg.deterministic:
+            yield
+            return
+        was = torch.are_deterministic_algorithms_enabled()
+        was_warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # required by cuBLAS
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        try:
+            yield
+        finally:
+            torch.use_deterministic_algorithms(was, warn_only=was_warn_only)
+
+
 def fit(
     task: Task,
     train_items: Sequence[Any],
@@ -227,165 +548,9 @@ def fit(
 
     Returns a summary: best epoch and monitored value, the per-epoch history (train loss, lr,
     time and every validation metric), whether the run resumed. On return ``task.model`` holds
-    the best weights.
+    the best weights. ``Trainer(...).fit()``; see ``Trainer`` for the steps.
     """
-    cfg = cfg if isinstance(cfg, TrainConfig) else from_dict(TrainConfig, cfg, "train")
-    if len(train_items) == 0:
-        raise InputError("no training items (empty training set)")
-    paths = checkpoint_paths(output)
-    device = resolve_device(device)
-    model = task.model.to(device)
-    n_steps = len(train_items)
-    if cfg.max_steps_per_epoch is not None:
-        n_steps = min(n_steps, cfg.max_steps_per_epoch)
-    optimizer = make_optimizer(model.parameters(), cfg)
-    scheduler = make_scheduler(optimizer, cfg, n_steps)
-    per_step = isinstance(scheduler, torch.optim.lr_scheduler.LambdaLR)
-    dtype = amp_dtype(cfg.precision, device)
-    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
-    fingerprint = _fingerprint(task, cfg, train_items, val_items)
-
-    state = {"epoch": 0, "history": [], "best": None, "best_epoch": None, "bad_epochs": 0, "stopped": False}
-    resumed_from = None
-    if cfg.resume and paths["last"].exists():
-        ck = load_checkpoint(paths["last"], "training checkpoint")
-        if ck.get("fingerprint") == fingerprint:
-            model.load_state_dict(ck["state_dict"])
-            optimizer.load_state_dict(ck["optimizer"])
-            if scheduler is not None and ck.get("scheduler") is not None:
-                scheduler.load_state_dict(ck["scheduler"])
-            if ck.get("scaler"):
-                scaler.load_state_dict(ck["scaler"])
-            set_rng_state(ck["rng"])
-            state.update(ck["loop_state"])
-            resumed_from = state["epoch"]
-            log.info("resuming %s from epoch %d", paths["last"], resumed_from)
-        else:
-            log.warning("%s belongs to a different model/config/data; training from scratch", paths["last"])
-    if resumed_from is None:
-        seed_everything(cfg.seed)
-        paths["best_state"].unlink(missing_ok=True)  # a previous run's best must not leak in
-
-    writer = _tensorboard_writer(paths["tensorboard"]) if cfg.tensorboard else None
-    was_deterministic = torch.are_deterministic_algorithms_enabled()
-    if cfg.deterministic:
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # required by cuBLAS
-        torch.use_deterministic_algorithms(True, warn_only=True)
-    show = _progress(cfg)
-
-    try:
-        while state["epoch"] < cfg.epochs and not state["stopped"]:
-            epoch = state["epoch"]
-            t0 = time.perf_counter()
-            model.train()
-            order = epoch_order(len(train_items), cfg.seed, epoch)[:n_steps]
-            total, counted, skipped = 0.0, 0, 0
-            bar = _tqdm(order, show, f"epoch {epoch + 1}/{cfg.epochs}")
-            for i in bar:
-                optimizer.zero_grad(set_to_none=True)
-                with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-                    loss = task.loss(train_items[i], device)
-                if not loss.requires_grad or not torch.isfinite(loss.detach()):
-                    skipped += 1  # an item without edges or a diverged loss: no update
-                    continue
-                scaler.scale(loss).backward()
-                if cfg.grad_clip is not None:
-                    scaler.unscale_(optimizer)
-                    nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                scaler.step(optimizer)
-                scaler.update()
-                if per_step:
-                    scheduler.step()
-                total += float(loss.detach())
-                counted += 1
-                if show:
-                    bar.set_postfix(loss=f"{total / counted:.4g}")
-            train_loss = total / counted if counted else float("nan")
-            lr = optimizer.param_groups[0]["lr"]
-
-            model.eval()
-            with torch.no_grad():
-                metrics = (
-                    {k: float(v) for k, v in task.evaluate(val_items, device).items()} if val_items else {}
-                )
-            model.train()
-            row = {"epoch": epoch + 1, "train_loss": train_loss, "lr": lr, "skipped_steps": skipped}
-            row.update({f"val_{k}": v for k, v in metrics.items()})
-            monitored = _monitored(cfg.monitor, metrics, train_loss, bool(val_items))
-            row["time_s"] = time.perf_counter() - t0
-
-            if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau) and math.isfinite(monitored):
-                scheduler.step(monitored)
-
-            state["history"].append(row)
-            state["epoch"] = epoch + 1
-            if _improved(monitored, state["best"], cfg.mode):
-                state.update(best=monitored, best_epoch=epoch + 1, bad_epochs=0)
-                save_checkpoint(
-                    model_payload(
-                        model, task.model_config(), metrics=row, epoch=epoch + 1, train_config=to_dict(cfg)
-                    ),
-                    paths["best_state"],
-                )
-            else:
-                state["bad_epochs"] += 1
-                if (
-                    cfg.early_stopping_patience is not None
-                    and state["bad_epochs"] >= cfg.early_stopping_patience
-                ):
-                    state["stopped"] = True
-                    log.info("early stop after epoch %d (no improvement of %s)", epoch + 1, cfg.monitor)
-            save_checkpoint(
-                model_payload(
-                    model,
-                    task.model_config(),
-                    metrics=row,
-                    epoch=epoch + 1,
-                    train_config=to_dict(cfg),
-                    optimizer=optimizer.state_dict(),
-                    scheduler=None if scheduler is None else scheduler.state_dict(),
-                    scaler=scaler.state_dict() if scaler.is_enabled() else None,
-                    rng=rng_state(),
-                    loop_state=state,
-                    fingerprint=fingerprint,
-                ),
-                paths["last"],
-            )
-            _write_metrics_csv(paths["metrics"], state["history"])
-            if writer is not None:
-                for k, v in row.items():
-                    if k != "epoch" and isinstance(v, (int, float)):
-                        writer.add_scalar(k, v, epoch + 1)
-            log.info("epoch %d: %s", epoch + 1, ", ".join(f"{k}={v:.4g}" for k, v in row.items()))
-    finally:
-        if writer is not None:
-            writer.close()
-        torch.use_deterministic_algorithms(was_deterministic)
-
-    if state["best"] is None or not paths["best_state"].exists():
-        # no finite monitored value ever: keep the final weights
-        save_checkpoint(
-            model_payload(model, task.model_config(), epoch=state["epoch"], train_config=to_dict(cfg)),
-            paths["best_state"],
-        )
-    with atomic_output(paths["best"]) as tmp:
-        shutil.copyfile(paths["best_state"], tmp)
-    best = load_checkpoint(paths["best"], "model file")
-    model.load_state_dict(best["state_dict"])
-    model.eval()
-    return {
-        "output": str(paths["best"]),
-        "monitor": cfg.monitor,
-        "mode": cfg.mode,
-        "best_metric": state["best"],
-        "best_epoch": state["best_epoch"],
-        "epochs_run": state["epoch"],
-        "stopped_early": state["stopped"],
-        "resumed_from_epoch": resumed_from,
-        "device": str(device),
-        "precision": "fp32" if dtype is None else str(dtype).removeprefix("torch."),
-        "history": state["history"],
-    }
+    return Trainer(task, train_items, val_items, cfg, output, device).fit()
 
 
 def _monitored(name: str, metrics: dict[str, float], train_loss: float, has_val: bool) -> float:
