@@ -12,7 +12,7 @@ from .edge_stages import (
     run_train_filter,
     run_train_gnn,
 )
-from .loop import Task, checkpoint_paths, fit
+from .loop import Task, Trainer, checkpoint_paths, fit
 from .regions import RegionConfig
 
 __all__ = [
@@ -21,6 +21,7 @@ __all__ = [
     "RegionConfig",
     "Task",
     "TrainConfig",
+    "Trainer",
     "checkpoint_paths",
     "fit",
     "resolve_device",
