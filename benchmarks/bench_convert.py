@@ -22,9 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-from gnntrack.io.convert import ConvertConfig, event_from_gnn4itk, run_convert
+from gnntrack.conversion.convert import ConvertConfig, event_from_gnn4itk, run_convert
+from gnntrack.conversion.root_reader import iter_gnn4itk
 from gnntrack.io.event_store import TABLES, read_events, write_events
-from gnntrack.io.root_reader import iter_gnn4itk
 
 GOAL_S = 2.0
 
@@ -95,7 +95,7 @@ def bench_trackml(prefix: Path, cfg: ConvertConfig, workdir: Path) -> dict:
         [prefix], out, ConvertConfig(input_format="trackml", target=cfg.target, compression=cfg.compression)
     )
     total, total_cpu = time.perf_counter() - t0, time.process_time() - c0
-    from gnntrack.io.trackml import read_trackml_event
+    from gnntrack.conversion.trackml import read_trackml_event
 
     ev = read_trackml_event(prefix, cfg=ConvertConfig(input_format="trackml", target=cfg.target))
     (back,) = read_events(out)

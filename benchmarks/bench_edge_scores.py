@@ -25,12 +25,12 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from gnntrack.edge_classification import run_score_graphs  # noqa: E402
 from gnntrack.graph_construction import run_build_graphs  # noqa: E402
 from gnntrack.graph_construction.module_map import ModuleMap  # noqa: E402
 from gnntrack.io.event_store import iter_events  # noqa: E402
 from gnntrack.io.graph_store import iter_graphs  # noqa: E402
 from gnntrack.metrics.edges import working_point  # noqa: E402
-from gnntrack.training import run_score_graphs  # noqa: E402
 
 
 def main(argv=None) -> int:

@@ -36,10 +36,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from gnntrack.config import from_dict  # noqa: E402
+from gnntrack.edge_classification.data import load_items  # noqa: E402
+from gnntrack.edge_classification.task import EdgeClassifierTask  # noqa: E402
+from gnntrack.gnn import GNNConfig  # noqa: E402
 from gnntrack.models import InteractionGNN  # noqa: E402
-from gnntrack.training.edge_stages import GNNConfig  # noqa: E402
-from gnntrack.training.edge_task import EdgeClassifierTask  # noqa: E402
-from gnntrack.training.graph_data import load_items  # noqa: E402
 from gnntrack.training.loop import fit  # noqa: E402
 
 ACORN_STEPS = {"recurrent": False, "concat_inputs": True, "residual": False, "decoder": "edge"}

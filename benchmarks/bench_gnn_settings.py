@@ -23,7 +23,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from gnntrack.training import run_train_gnn  # noqa: E402
+from gnntrack.gnn import run_train_gnn  # noqa: E402
 
 
 def main(argv=None) -> int:

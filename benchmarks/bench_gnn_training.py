@@ -31,9 +31,9 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from gnntrack.gnn import run_train_gnn  # noqa: E402
 from gnntrack.graph_construction import run_build_graphs  # noqa: E402
 from gnntrack.graph_construction.module_map import ModuleMap  # noqa: E402
-from gnntrack.training import run_train_gnn  # noqa: E402
 
 
 def split_events(src: Path, out: Path, n_val: int) -> tuple[Path, Path]:

@@ -47,8 +47,8 @@ from gnntrack.io.event_store import event_keys, read_event  # noqa: E402
 
 # --------------------------------------------------------------------------- prepare
 def prepare(args) -> None:
+    from gnntrack.conversion.convert import run_convert
     from gnntrack.graph_construction import build_module_map
-    from gnntrack.io.convert import run_convert
     from gnntrack.models import FilterModel, InteractionGNN, save_model
     from gnntrack.models.embedding import EmbeddingMLP
     from gnntrack.simulation import run_simulate

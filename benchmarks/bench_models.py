@@ -25,19 +25,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from gnntrack.edge_classification import run_score_graphs, score_graph
+from gnntrack.edge_filter import FilterConfig, run_apply_filter, run_train_filter
+from gnntrack.gnn import GNNConfig, run_train_gnn
 from gnntrack.io.event_store import read_event
 from gnntrack.io.graph_store import read_graphs
 from gnntrack.metrics.edges import working_point
 from gnntrack.models import load_model
-from gnntrack.training import (
-    FilterConfig,
-    GNNConfig,
-    run_apply_filter,
-    run_score_graphs,
-    run_train_filter,
-    run_train_gnn,
-)
-from gnntrack.training.edge_stages import score_graph
 
 
 def eta_phi_graphs(event_file: Path, output: Path, d_eta: float, d_phi: float, k_max: int) -> Path:
@@ -103,11 +97,11 @@ def _train_step_child(event_file, graph_file, gnn_kwargs, queue) -> None:
     """One GNN training step on a whole event in a fresh process; reports peak RSS growth (MB)."""
     import resource
 
+    from gnntrack.edge_classification.data import make_item
+    from gnntrack.edge_classification.task import EdgeClassifierTask
     from gnntrack.io.graph_store import read_graphs as _read
     from gnntrack.models import InteractionGNN
     from gnntrack.models.losses import LossConfig
-    from gnntrack.training.edge_task import EdgeClassifierTask
-    from gnntrack.training.graph_data import make_item
 
     torch.set_num_threads(1)
     graph = _read(graph_file)[0]

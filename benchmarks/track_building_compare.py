@@ -24,9 +24,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from gnntrack.gnn.working_point import DEFAULT_CUTS, WorkingPointConfig, scan_cuts, score_events  # noqa: E402
 from gnntrack.models.registry import load_model, read_model_info  # noqa: E402
 from gnntrack.track_building import TrackBuildingConfig  # noqa: E402
-from gnntrack.training.working_point import DEFAULT_CUTS, WorkingPointConfig, scan_cuts, score_events  # noqa: E402
 
 
 def main(argv=None) -> int:

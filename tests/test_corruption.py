@@ -38,7 +38,7 @@ from gnntrack.io.event_store import write_events
 from gnntrack.io.track_store import TrackRecord, write_tracks
 from gnntrack.models.interaction_gnn import InteractionGNN
 from gnntrack.models.registry import save_model
-from gnntrack.track_building.tracks import Tracks
+from gnntrack.tracks import Tracks
 
 SEED = 14
 N_TRUNCATIONS = 8

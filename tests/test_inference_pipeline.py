@@ -9,6 +9,8 @@ import torch
 from synthetic import make_event
 
 from gnntrack.config import ConfigError, from_dict
+from gnntrack.edge_classification import run_score_graphs
+from gnntrack.edge_filter import run_apply_filter
 from gnntrack.graph_construction import build_module_map, run_build_graphs
 from gnntrack.inference import InferenceConfig, Pipeline, run_infer
 from gnntrack.inference.timing import STAGES
@@ -20,7 +22,6 @@ from gnntrack.io.track_store import read_tracks
 from gnntrack.models import FilterModel, InteractionGNN, load_model, save_model
 from gnntrack.models.embedding import EmbeddingMLP
 from gnntrack.track_building import build_tracks
-from gnntrack.training import run_apply_filter, run_score_graphs
 
 
 @pytest.fixture(scope="module")

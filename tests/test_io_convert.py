@@ -7,10 +7,10 @@ import pytest
 from test_io_rawgen import make_raw_event
 
 from gnntrack.config import ConfigError
-from gnntrack.io.convert import ConvertConfig, event_from_gnn4itk, nearest_jet, run_convert
+from gnntrack.conversion.convert import ConvertConfig, event_from_gnn4itk, nearest_jet, run_convert
+from gnntrack.conversion.root_reader import iter_gnn4itk
 from gnntrack.io.errors import InputError
 from gnntrack.io.event_store import CLUSTER_FEATURES, TABLES, read_events
-from gnntrack.io.root_reader import iter_gnn4itk
 from gnntrack.io.root_writer import write_gnn4itk
 
 

@@ -16,10 +16,10 @@ import pytest
 import uproot
 from test_io_rawgen import make_raw_event
 
+from gnntrack.conversion.convert import event_from_gnn4itk, run_convert
+from gnntrack.conversion.root_reader import _events_of_chunk, _plan, iter_gnn4itk, read_gnn4itk
 from gnntrack.io import gnn4itk_schema as S
-from gnntrack.io.convert import event_from_gnn4itk, run_convert
 from gnntrack.io.errors import InputError
-from gnntrack.io.root_reader import _events_of_chunk, _plan, iter_gnn4itk, read_gnn4itk
 from gnntrack.io.root_writer import CHECKSUM, LINK_COUNT, LINK_FLAT, write_gnn4itk
 
 _DTYPES = {**S.PARTICLE_BRANCHES, **S.SPACEPOINT_BRANCHES, **S.CLUSTER_BRANCHES, **S.JET_BRANCHES}

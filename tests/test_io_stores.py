@@ -177,7 +177,7 @@ def test_files_without_digests_still_read(tmp_path, caplog):
 
 def test_graph_and_tracks_files_are_checked(tmp_path):
     from gnntrack.io.track_store import TrackRecord, read_timing, read_tracks, write_tracks
-    from gnntrack.track_building.tracks import Tracks
+    from gnntrack.tracks import Tracks
 
     ev = make_event(seed=9)
     g = make_graph(ev.truth_edges, ev, scores={"gnn": np.linspace(0, 1, ev.truth_edges.shape[1])})

@@ -9,10 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from gnntrack.io.convert import run_convert
+from gnntrack.conversion.convert import run_convert
+from gnntrack.conversion.trackml import read_trackml_event
 from gnntrack.io.errors import InputError
 from gnntrack.io.event_store import read_events
-from gnntrack.io.trackml import read_trackml_event
 
 N_HITS, N_PARTICLES = 5527, 548
 

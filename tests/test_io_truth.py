@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 from test_io_rawgen import make_raw_event
 
-from gnntrack.io.convert import event_from_gnn4itk
-from gnntrack.io.truth import (
+from gnntrack.conversion.convert import event_from_gnn4itk
+from gnntrack.conversion.truth import (
     build_truth_graph,
     first_particle,
     hit_particle_links,

@@ -9,13 +9,13 @@ import pytest
 import torch
 from synthetic import make_event
 
+from gnntrack.edge_classification.regions import RegionConfig, region_masks, region_subgraph
 from gnntrack.io.errors import InputError
 from gnntrack.io.features import DEFAULT_NODE_FEATURES, DEFAULT_SCALES, node_features
 from gnntrack.metrics.edges import roc_auc, working_point
 from gnntrack.models import FilterModel, InteractionGNN, load_model, save_model
 from gnntrack.models.edge_features import EDGE_FEATURES, EdgeFeatures
 from gnntrack.models.losses import LossConfig, WeightRule, edge_weights, weighted_bce
-from gnntrack.training.regions import RegionConfig, region_masks, region_subgraph
 
 torch.set_num_threads(1)
 F = len(DEFAULT_NODE_FEATURES)
@@ -84,9 +84,10 @@ def test_model_takes_its_config_dataclass(kind):
     same model (a stage config's own settings are not part of the model's)."""
     import dataclasses
 
+    from gnntrack.edge_filter import FilterConfig
+    from gnntrack.gnn import GNNConfig
     from gnntrack.graph_construction import MetricLearningConfig
     from gnntrack.models import EmbeddingMLP, EmbeddingMLPConfig, FilterModelConfig, InteractionGNNConfig
-    from gnntrack.training import FilterConfig, GNNConfig
 
     model_cls, config_cls, stage_cls, stage_only = {
         "gnn": (InteractionGNN, InteractionGNNConfig, GNNConfig, {"score_cut": 0.3}),

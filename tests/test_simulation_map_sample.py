@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from gnntrack.config import ConfigError, from_dict
+from gnntrack.conversion.convert import event_from_gnn4itk
 from gnntrack.graph_construction import ModuleMap, build_module_map
-from gnntrack.io.convert import event_from_gnn4itk
 from gnntrack.io.graph_store import make_graph
 from gnntrack.metrics import graph_metrics
 from gnntrack.simulation import SimulationConfig, event_seed, get_geometry, simulate_event

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
+from gnntrack.gnn.working_point import WorkingPointConfig, choose_working_point, scan_cuts
 from gnntrack.track_building import TrackBuildingConfig, Tracks, build_tracks
 from gnntrack.track_building.selection import GEV_PER_TESLA_METRE, candidate_pt
-from gnntrack.training.working_point import WorkingPointConfig, choose_working_point, scan_cuts
 
 RADII = np.array([33.0, 71.0, 115.0, 157.0, 205.0, 290.0, 400.0, 560.0, 760.0, 1000.0])
 
@@ -75,7 +75,7 @@ def test_min_pt_drops_the_soft_candidate_numpy_and_torch():
 
 
 def test_working_point_is_chosen_with_the_campaigns_track_building(monkeypatch):
-    from gnntrack.training import working_point as wp
+    from gnntrack.gnn import working_point as wp
 
     edges, x, y = _two_candidates()
     particles = {

@@ -8,19 +8,14 @@ import pytest
 import torch
 from synthetic import make_event
 
+from gnntrack.edge_classification import run_score_graphs
+from gnntrack.edge_filter import FilterConfig, run_apply_filter, run_train_filter
+from gnntrack.gnn import GNNConfig, run_train_gnn
 from gnntrack.io.errors import InputError
 from gnntrack.io.event_store import write_events
 from gnntrack.io.graph_store import make_graph, read_graphs, write_graphs
 from gnntrack.models import load_model
 from gnntrack.models.registry import read_model_info
-from gnntrack.training import (
-    FilterConfig,
-    GNNConfig,
-    run_apply_filter,
-    run_score_graphs,
-    run_train_filter,
-    run_train_gnn,
-)
 
 # tiny models: one thread avoids oversubscribing the shared CI/laptop cores
 torch.set_num_threads(1)

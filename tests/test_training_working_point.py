@@ -5,12 +5,12 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from gnntrack.gnn.working_point import WorkingPointConfig, scan_cuts
 from gnntrack.io.errors import InputError
 from gnntrack.metrics.edges import efficiency_at_masked_purity
 from gnntrack.models import InteractionGNN, load_model, save_model
 from gnntrack.track_building import TrackBuildingConfig, build_tracks
 from gnntrack.track_building.build import resolve_score_cut
-from gnntrack.training.working_point import WorkingPointConfig, scan_cuts
 
 
 def _two_particles():
@@ -47,7 +47,7 @@ def test_two_way_scan_finds_the_cut_between_merging_and_splitting():
 
 
 def test_chosen_cut_is_stored_and_used_by_inference(tmp_path, monkeypatch):
-    from gnntrack.training import working_point as wp
+    from gnntrack.gnn import working_point as wp
 
     scored = _two_particles()
     monkeypatch.setattr(wp, "score_events", lambda *a, **k: iter(scored))
@@ -102,7 +102,7 @@ def test_cut_at_efficiency_keeps_the_requested_fraction():
 
 
 def test_two_way_criterion_takes_the_highest_cut_of_the_efficiency_plateau(monkeypatch):
-    from gnntrack.training import working_point as wp
+    from gnntrack.gnn import working_point as wp
 
     effs = {0.05: 0.9826, 0.15: 0.9822, 0.3: 0.9815, 0.35: 0.9799, 0.5: 0.97}
     rows = [{"cut": c, "two_way_efficiency": e} for c, e in effs.items()]

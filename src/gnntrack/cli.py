@@ -70,7 +70,7 @@ def cmd_simulate(args):
 
 
 def cmd_convert(args):
-    from gnntrack.io.convert import run_convert
+    from gnntrack.conversion.convert import run_convert
 
     run_convert(list(args.inputs), args.output, _cfg(args, "convert"))
 
@@ -109,13 +109,13 @@ def _train_edge_classifier(args, section, run):
 
 
 def cmd_train_filter(args):
-    from gnntrack.training import run_train_filter
+    from gnntrack.edge_filter import run_train_filter
 
     _train_edge_classifier(args, "filter", run_train_filter)
 
 
 def cmd_train_gnn(args):
-    from gnntrack.training import run_train_gnn
+    from gnntrack.gnn import run_train_gnn
 
     run_train_gnn(
         args.train_events,
@@ -130,7 +130,7 @@ def cmd_train_gnn(args):
 
 
 def cmd_working_point(args):
-    from gnntrack.training import run_choose_working_point
+    from gnntrack.gnn import run_choose_working_point
 
     run_choose_working_point(
         args.model,
@@ -144,7 +144,7 @@ def cmd_working_point(args):
 
 
 def cmd_apply_filter(args):
-    from gnntrack.training import run_apply_filter
+    from gnntrack.edge_filter import run_apply_filter
 
     run_apply_filter(
         args.events, args.graphs, args.model, args.output, _cfg(args, "filter"), device=args.device
@@ -152,7 +152,7 @@ def cmd_apply_filter(args):
 
 
 def cmd_score_gnn(args):
-    from gnntrack.training import run_score_graphs
+    from gnntrack.edge_classification import run_score_graphs
 
     run_score_graphs(args.events, args.graphs, args.model, args.output, "gnn", device=args.device)
 

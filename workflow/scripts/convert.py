@@ -5,6 +5,6 @@ from _common import start
 smk = snakemake  # noqa: F821 - injected by Snakemake
 start(smk)
 
-from gnntrack.io.convert import run_convert  # noqa: E402
+from gnntrack.conversion.convert import run_convert  # noqa: E402
 
 run_convert(list(smk.input.raw), smk.output[0], smk.params.cfg)

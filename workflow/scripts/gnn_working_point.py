@@ -5,7 +5,7 @@ from _common import device, start
 smk = snakemake  # noqa: F821 - injected by Snakemake
 start(smk, torch_threads=True)
 
-from gnntrack.training import run_choose_working_point  # noqa: E402
+from gnntrack.gnn import run_choose_working_point  # noqa: E402
 
 run_choose_working_point(
     smk.input.model,

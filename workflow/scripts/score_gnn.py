@@ -5,7 +5,7 @@ from _common import device, start
 smk = snakemake  # noqa: F821 - injected by Snakemake
 log = start(smk, torch_threads=True)
 
-from gnntrack.training import run_score_graphs  # noqa: E402
+from gnntrack.edge_classification import run_score_graphs  # noqa: E402
 
 metrics = run_score_graphs(
     smk.input.events,

@@ -5,7 +5,7 @@ from _common import device, start
 smk = snakemake  # noqa: F821 - injected by Snakemake
 start(smk, torch_threads=True)
 
-from gnntrack.training import run_train_filter  # noqa: E402
+from gnntrack.edge_filter import run_train_filter  # noqa: E402
 
 run_train_filter(
     list(smk.input.train_events),

@@ -7,7 +7,7 @@ from _common import device, start
 smk = snakemake  # noqa: F821 - injected by Snakemake
 start(smk, torch_threads=True)
 
-from gnntrack.training import run_train_gnn  # noqa: E402
+from gnntrack.gnn import run_train_gnn  # noqa: E402
 
 run_train_gnn(
     list(smk.input.train_events),

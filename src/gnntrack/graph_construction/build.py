@@ -15,9 +15,10 @@ from typing import Annotated, Literal
 import torch
 
 from ..config import ConfigError, Count, NonNegative, Positive, from_dict, one_of
+from ..device import resolve_device
 from ..io.event_store import Event, iter_events
 from ..io.graph_store import make_graph, write_graphs
-from .module_map import CutMode, ModuleMap, _device
+from .module_map import CutMode, ModuleMap
 from .neighbours import BACKENDS
 from .stage import GraphBuilder
 
@@ -61,7 +62,7 @@ class EmbeddingBuilder(GraphBuilder):
     """
 
     def __init__(self, model: torch.nn.Module, r_max=None, k_max=None, backend: str = "auto", device="auto"):
-        dev = _device(device)
+        dev = resolve_device(device)
         super().__init__(embedding=model.to(dev), r_max=r_max, k_max=k_max, backend=backend, device=dev)
         self.model = self.embedding
 
@@ -84,14 +85,14 @@ def make_builder(cfg: GraphConstructionConfig, module_map=None, model=None, devi
             raise ValueError("graph_construction.method 'module_map' needs a module map")
         if isinstance(module_map, (str, Path)):
             module_map = ModuleMap.load(module_map, device)
-        mm = module_map.with_cuts(cfg.cut, cfg.tolerance, cfg.n_sigma, device=_device(device))
-        return GraphBuilder(module_map=mm, device=_device(device))
+        mm = module_map.with_cuts(cfg.cut, cfg.tolerance, cfg.n_sigma, device=resolve_device(device))
+        return GraphBuilder(module_map=mm, device=resolve_device(device))
     if model is None:
         raise ValueError("graph_construction.method 'metric_learning' needs an embedding model")
     if isinstance(model, (str, Path)):
         from ..models import load_model
 
-        model = load_model(model, _device(device))
+        model = load_model(model, resolve_device(device))
     return EmbeddingBuilder(model, cfg.r_max, cfg.k_max, cfg.backend, device)
 
 

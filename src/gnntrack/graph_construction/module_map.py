@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from ..config import ConfigError, Count, NonNegative, from_dict
+from ..device import resolve_device
 from ..io.atomic import atomic_output
 from ..io.errors import InputError
 from ..io.event_store import Event, iter_events
@@ -112,12 +113,6 @@ class ModuleMapConfig:
             raise ConfigError("module_map: tolerance, n_sigma and small_count_margin must be >= 0")
         if self.n_events is not None and self.n_events < 1:
             raise ConfigError("module_map: n_events must be >= 1")
-
-
-def _device(device) -> torch.device:
-    if device is None or device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -402,7 +397,7 @@ class ModuleMap:
             raise ValueError("tolerance, n_sigma and small_count_margin must be >= 0")
         self.small_count_margin = margin_k
         self.data = data
-        self.device = _device(device)
+        self.device = resolve_device(device)
         self.cut, self.tolerance, self.n_sigma, self.chunk_size = (
             cut,
             float(tolerance),
@@ -455,7 +450,7 @@ class ModuleMap:
 
     def to(self, device) -> ModuleMap:
         """The map on another device (self when already there)."""
-        return self if _device(device) == self.device else self.with_cuts(device=device)
+        return self if resolve_device(device) == self.device else self.with_cuts(device=device)
 
     def build_edges(self, hits: Mapping[str, torch.Tensor | np.ndarray]) -> torch.Tensor:
         """(2, E) int64 candidate edges on the map's device, directed outward, unique.

@@ -34,10 +34,10 @@ import torch
 
 from ..campaign import load_campaign, merge_campaigns, resolve_campaign
 from ..config import ConfigError, to_dict
+from ..device import resolve_device
 from ..io.atomic import atomic_output
 from ..io.errors import InputError
 from ..io.event_store import event_keys, read_event
-from ..training.device import resolve_device
 from .config import VARIANTS, BenchConfig, InferenceConfig, as_bench_config, as_inference_config
 from .pipeline import Pipeline
 from .report import compare_to_baseline, format_table, plot_bars, summarise_variant, write_json

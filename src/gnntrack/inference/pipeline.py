@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..device import resolve_device
 from ..edge_classification import EdgeClassifier
 from ..event_data import EventData, feature_spec
 from ..graph_construction.stage import GraphBuilder
@@ -30,7 +31,6 @@ from ..io.track_store import TrackRecord, write_tracks
 from ..track_building import Tracks
 from ..track_building.build import resolve_score_cut
 from ..track_building.stage import TrackBuilder
-from ..training.device import resolve_device
 from .config import DEFAULT_FILTER_CUT, InferenceConfig, as_inference_config
 from .runtime import ModelRunner
 from .timing import StageTimer

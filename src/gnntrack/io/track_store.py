@@ -25,7 +25,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from ..track_building.tracks import Tracks
+from ..tracks import Tracks
 from .atomic import atomic_output
 from .errors import InputError
 from .hdf5 import DIGEST_ATTRS, SealedWriter, VerifiedReader, open_verified, read_errors

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..track_building.build import TrackBuildingConfig, build_tracks
-from ..track_building.tracks import Tracks
+from ..tracks import Tracks
 
 MATCHING_STYLES = ("ATLAS", "one_way", "two_way")
 

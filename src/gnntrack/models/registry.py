@@ -336,7 +336,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> nn.Modul
 
     A missing, corrupt or foreign file raises InputError naming it.
     """
-    from ..training.device import resolve_device
+    from ..device import resolve_device
 
     payload = load_checkpoint(path, "model file")
     model = build_model(payload, path)

@@ -35,7 +35,7 @@ from ..config import from_dict
 from ..io.errors import InputError
 from ..io.event_store import Event, event_keys, read_event
 from ..io.track_store import iter_tracks
-from ..track_building.tracks import Tracks
+from ..tracks import Tracks
 
 #: the event columns re-association reads
 _COLUMNS = {

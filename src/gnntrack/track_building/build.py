@@ -16,9 +16,9 @@ import numpy as np
 import torch
 
 from ..config import Count, NonNegative, Positive, Probability, from_dict
+from ..tracks import Tracks
 from .components import connected_components
 from .selection import select_min_pt
-from .tracks import Tracks
 from .walkthrough import walk_tracks
 
 

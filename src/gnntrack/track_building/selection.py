@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .tracks import Tracks
+from ..tracks import Tracks
 
 GEV_PER_TESLA_METRE = 0.299792458  # pT [GeV] = 0.2998 * B [T] * R [m]
 

@@ -36,12 +36,12 @@ import torch
 from torch import nn
 
 from ..config import from_dict, to_dict
+from ..device import resolve_device
 from ..io.atomic import atomic_output
 from ..io.errors import InputError
 from ..models.registry import class_path, load_checkpoint, model_payload, save_checkpoint
 from .checkpoint import rng_state, seed_everything, set_rng_state
 from .config import TrainConfig
-from .device import resolve_device
 
 log = logging.getLogger(__name__)
 

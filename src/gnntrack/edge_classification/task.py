@@ -10,7 +10,7 @@ from torch import nn
 
 from ..metrics.edges import efficiency_at_masked_purity, working_point
 from ..models.losses import weighted_bce
-from .graph_data import GraphItem
+from .data import GraphItem
 
 
 def edge_logits(model: nn.Module, x: torch.Tensor, edge_index: torch.Tensor, chunk_size: int | None = None):

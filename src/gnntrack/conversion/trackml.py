@@ -30,9 +30,9 @@ import numpy as np
 import pandas as pd
 
 from ..config import from_dict
-from .errors import InputError
-from .event_store import CLUSTER_FEATURES, Event
-from .gnn4itk_schema import SECONDARY_BARCODE
+from ..io.errors import InputError
+from ..io.event_store import CLUSTER_FEATURES, Event
+from ..io.gnn4itk_schema import SECONDARY_BARCODE
 
 PIXEL_VOLUMES = (7, 8, 9)
 BARREL_ENDCAP = {7: -2, 8: 0, 9: 2, 12: -2, 13: 0, 14: 2, 16: -2, 17: 0, 18: 2}

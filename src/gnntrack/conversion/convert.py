@@ -20,10 +20,10 @@ import numpy as np
 
 from ..conditions import DEFAULT_TARGET, condition_mask, select
 from ..config import ConfigError, from_dict
-from .errors import InputError
-from .event_store import CLUSTER_FEATURES, PARTICLE_COLUMNS, Event, event_key, write_events
-from .gnn4itk_schema import CLUSTER_LINK_BRANCHES, SECONDARY_BARCODE
-from .root_writer import LINK_COUNT, LINK_FLAT, encode_links
+from ..io.errors import InputError
+from ..io.event_store import CLUSTER_FEATURES, PARTICLE_COLUMNS, Event, event_key, write_events
+from ..io.gnn4itk_schema import CLUSTER_LINK_BRANCHES, SECONDARY_BARCODE
+from ..io.root_writer import LINK_COUNT, LINK_FLAT, encode_links
 from .truth import (
     build_truth_graph,
     first_particle,

@@ -26,8 +26,8 @@ import awkward as ak
 import numpy as np
 import uproot
 
-from .errors import InputError
-from .gnn4itk_schema import (
+from ..io.errors import InputError
+from ..io.gnn4itk_schema import (
     CLUSTER_BRANCHES,
     CLUSTER_LINK_BRANCHES,
     EVENT_BRANCHES,
@@ -37,7 +37,7 @@ from .gnn4itk_schema import (
     SPACEPOINT_BRANCHES,
     TREE_NAME,
 )
-from .root_writer import CHECKSUM, HARDWARE_CHARS, HARDWARE_LEN, LINK_COUNT, LINK_FLAT, event_checksum
+from ..io.root_writer import CHECKSUM, HARDWARE_CHARS, HARDWARE_LEN, LINK_COUNT, LINK_FLAT, event_checksum
 
 _NUMERIC_CLUSTER = {k: v for k, v in CLUSTER_BRANCHES.items() if k != "CLhardware"}
 _HARDWARE_NAMES = (b"PIXEL", b"STRIP")

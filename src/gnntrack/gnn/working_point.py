@@ -35,10 +35,10 @@ import torch
 
 from ..conditions import DEFAULT_TARGET, select
 from ..config import Count, Probability, ProperFraction, from_dict
+from ..edge_classification.data import iter_event_graphs
 from ..metrics.edges import efficiency_at_masked_purity, working_point
 from ..metrics.tracks import Rates, apply_style, event_rates, match_pairs
 from ..track_building import TrackBuildingConfig, build_tracks
-from .graph_data import iter_event_graphs
 
 DEFAULT_CUTS = tuple(round(0.05 * i, 2) for i in range(1, 20))
 #: the track-building settings a working point was chosen with (recorded in the model file)
@@ -59,8 +59,7 @@ class WorkingPointConfig:
 def score_events(model, event_files, graph_files, device="cpu", max_events: int | None = None):
     """Yield (event, graph, scores) of validation events (shards paired by position), scored by
     the inference chain's ``EdgeClassifier`` stage."""
-    from ..edge_classification import EdgeClassifier
-    from .edge_stages import event_data
+    from ..edge_classification import EdgeClassifier, event_data
 
     model.eval()
     stage = EdgeClassifier("gnn", model, cut=0.5)
