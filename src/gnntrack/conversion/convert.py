@@ -10,6 +10,7 @@ shard; any bad input aborts the whole shard without leaving an output file.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from ..io.errors import InputError
 from ..io.event_store import CLUSTER_FEATURES, PARTICLE_COLUMNS, Event, event_key, write_events
 from ..io.gnn4itk_schema import CLUSTER_LINK_BRANCHES, SECONDARY_BARCODE
 from ..io.root_writer import LINK_COUNT, LINK_FLAT, encode_links
+from ..progress import progress, safe_total, shard_name
 from .truth import (
     build_truth_graph,
     first_particle,
@@ -34,6 +36,8 @@ from .truth import (
 )
 
 MEV = 1e-3  # MeV -> GeV
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -351,6 +355,15 @@ def iter_converted(
         raise InputError("no events in the inputs", file=", ".join(str(p) for p in inputs))
 
 
+def count_events(inputs: list[str | Path], cfg: ConvertConfig) -> int:
+    """Events ``iter_converted`` will yield, from the ROOT file headers (for the progress ETA)."""
+    if cfg.input_format != "root":
+        return len(inputs)  # a TrackML input is one event
+    from .root_reader import n_entries
+
+    return sum(n_entries(p) for p in inputs)
+
+
 def _check_unique(ev: Event, path: Path, seen: dict[str, str]) -> None:
     if ev.key in seen:
         raise InputError(
@@ -371,10 +384,16 @@ def run_convert(
         cfg = from_dict(ConvertConfig, dict(cfg or {}), "convert")
     elif not isinstance(cfg, ConvertConfig):
         raise TypeError(f"cfg must be a ConvertConfig or a mapping, got {type(cfg).__name__}")
-    if isinstance(inputs, (str, Path)):
-        inputs = [inputs]
+    inputs = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
     timings: list = []
-    write_events(output, iter_converted(inputs, cfg, timings), compression=cfg.compression)
+    events = progress(
+        iter_converted(inputs, cfg, timings),
+        total=safe_total(lambda: count_events(inputs, cfg)),
+        desc=f"convert {shard_name(output)}",
+        unit="events",
+        logger=log,
+    )
+    write_events(output, events, compression=cfg.compression)
     secs = [s for _, s in timings]
     return {
         "n_events": len(secs),

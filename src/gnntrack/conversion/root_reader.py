@@ -220,6 +220,14 @@ def _check_event(ev: dict, path, label) -> None:
             raise InputError(f"spacepoint refers to unknown cluster {k}", file=path, event=label, field=name)
 
 
+def n_entries(path: str | Path) -> int:
+    """Number of events (entries) of a GNN4ITk ROOT file, from its header (no data is read)."""
+    path = Path(path)
+    f, tree = _open_tree(path)
+    with f:
+        return int(tree.num_entries)
+
+
 def iter_gnn4itk(path: str | Path, links: Literal["lists", "flat"] = "lists") -> Iterator[dict]:
     """Yield validated events of a GNN4ITk ROOT file in the in-memory form of ``gnn4itk_schema``.
 

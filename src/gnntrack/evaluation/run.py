@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,7 +23,7 @@ from ..io.atomic import atomic_output
 from ..io.errors import InputError
 from ..io.event_store import Event, event_keys, read_event
 from ..io.graph_store import graph_keys, label_edges, read_graphs
-from ..io.track_store import iter_tracks
+from ..io.track_store import iter_tracks, track_keys
 from ..metrics.edges import EdgeCounts, select_scored
 from ..metrics.stats import binned_ratio, ratio_entry
 from ..metrics.tracks import (
@@ -35,10 +36,13 @@ from ..metrics.tracks import (
     truth_cc_tracks,
 )
 from ..models.registry import read_model_info
+from ..progress import Progress, safe_total
 from ..track_building.build import DEFAULT_SCORE_CUT
 from .config import EvaluationConfig
 from .plots import describe_selection, plot_ratios, plot_rz_maps
 from .timing import timing_markdown, timing_table
+
+log = logging.getLogger(__name__)
 
 R_MAX_MM, Z_MAX_MM = 1100.0, 3100.0
 
@@ -175,8 +179,10 @@ def run_evaluate(
     reco, bound = _Collector(), _Collector()
     bound_source = None
     timings, n_events, n_events_no_tracks = [], 0, 0
+    total = safe_total(lambda: sum(len(track_keys(tf)) for tf in track_files))
+    prog = Progress(total, "evaluate", "events", log)
     for tf in track_files:
-        for rec in iter_tracks(tf):
+        for rec in prog.wrap(iter_tracks(tf)):
             if rec.key not in ev_index:
                 raise InputError("no events file holds this event", file=tf, event=rec.key)
             event = read_event(ev_index[rec.key], rec.key, tables=("hits", "particles"))
@@ -223,6 +229,7 @@ def run_evaluate(
                 edge_counts[stage].add_event(sel, event, target)
                 _add_truth_cc(stage_truth_cc[stage], g.edge_index, g.y, event, target, cfg)
 
+    prog.close()
     summary = _summary(cfg, campaign, reco, bound, bound_source, edge_counts, stage_truth_cc, timings,
                        n_events, n_events_no_tracks, event_files, track_files, graph_files)  # fmt: skip
     plot_files = _plots(

@@ -7,6 +7,7 @@ search, orient) builds outward-directed unique edges on the builder's device.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,11 +17,14 @@ import torch
 
 from ..config import ConfigError, Count, NonNegative, Positive, from_dict, one_of
 from ..device import resolve_device
-from ..io.event_store import Event, iter_events
+from ..io.event_store import Event, event_keys, iter_events
 from ..io.graph_store import make_graph, write_graphs
+from ..progress import progress, safe_total, shard_name
 from .module_map import CutMode, ModuleMap
 from .neighbours import BACKENDS
 from .stage import GraphBuilder
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -109,7 +113,9 @@ def run_build_graphs(
         cfg = from_dict(GraphConstructionConfig, cfg, "graph_construction")
     builder = make_builder(cfg, module_map, model, device)
     graphs = []
-    for ev in iter_events(event_file, tables=("hits", "particles")):
+    events = iter_events(event_file, tables=("hits", "particles"))
+    total = safe_total(lambda: len(event_keys(event_file)))
+    for ev in progress(events, total, f"build graphs {shard_name(event_file)}", "events", log):
         edges = builder(builder.load(ev.hits, ev.key)).edge_index.cpu().numpy()
         graphs.append(make_graph(edges, ev))
     write_graphs(output, graphs, stage=cfg.method)

@@ -26,6 +26,7 @@ chunks of module pairs, so the same code runs on CPU and GPU with bounded memory
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,8 +40,9 @@ from ..config import ConfigError, Count, NonNegative, from_dict
 from ..device import resolve_device
 from ..io.atomic import atomic_output
 from ..io.errors import InputError
-from ..io.event_store import Event, iter_events
+from ..io.event_store import Event, event_keys, iter_events
 from ..io.hdf5 import SealedWriter, open_verified, read_errors
+from ..progress import progress, safe_total
 from .geometry import (
     DOUBLET_FEATURES,
     GEOMETRY_COLUMNS,
@@ -50,6 +52,8 @@ from .geometry import (
     wrap_phi,
 )
 from .module_symmetry import RING_COLUMNS, ModuleCatalogue, symmetrise, width_prior
+
+log = logging.getLogger(__name__)
 
 FORMAT = "gnntrack-module-map"
 VERSION = 1
@@ -172,6 +176,19 @@ class _Accumulator:
         self.min, self.max, self.sum, self.sumsq = new_min, new_max, new_sum, new_sumsq
 
 
+def _count_events(events, limit: int | None) -> int | None:
+    """Events ``build_module_map`` will use (for the progress ETA): from the files' event lists,
+    up to ``limit``; None for a one-pass iterator."""
+    if not isinstance(events, Sequence):
+        return None
+    n = 0
+    for item in events:
+        n += 1 if isinstance(item, Event) else len(event_keys(item))
+        if limit is not None and n >= limit:
+            return limit
+    return n
+
+
 def build_module_map(
     events: Sequence[Event] | Sequence[str | Path], cfg: ModuleMapConfig | dict | None = None
 ):
@@ -189,7 +206,8 @@ def build_module_map(
                 yield from read_map_events(item)
 
     pending_pairs, pending_feats, pending = [], [], 0
-    for ev in _events():
+    total = safe_total(lambda: _count_events(events, cfg.n_events))
+    for ev in progress(_events(), total=total, desc="module map", unit="events", logger=log):
         if cfg.n_events is not None and n_used >= cfg.n_events:
             break
         pairs, feats = target_doublets(ev)

@@ -26,8 +26,9 @@ from ..edge_classification import EdgeClassifier
 from ..event_data import EventData, feature_spec
 from ..graph_construction.stage import GraphBuilder
 from ..io.errors import InputError
-from ..io.event_store import Event, iter_events
+from ..io.event_store import Event, event_keys, iter_events
 from ..io.track_store import TrackRecord, write_tracks
+from ..progress import progress, safe_total, shard_name
 from ..track_building import Tracks
 from ..track_building.build import resolve_score_cut
 from ..track_building.stage import TrackBuilder
@@ -308,7 +309,8 @@ def run_infer(
     """
     pipe = Pipeline.from_files(cfg, module_map, embedding, filter_model, gnn_model, device)
     records, timings = [], []
-    for res in pipe.iter_file(event_file):
+    total = safe_total(lambda: len(event_keys(event_file)))
+    for res in progress(pipe.iter_file(event_file), total, f"infer {shard_name(event_file)}", "events", log):
         records.append(res.record(pipe.cfg.store_graph))
         timings.append(res.timing)
         log.info(

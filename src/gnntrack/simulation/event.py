@@ -8,6 +8,7 @@ GNN4ITk in-memory dict (MeV, mm; dtypes of ``io/gnn4itk_schema.py``).
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from gnntrack.io.gnn4itk_schema import (
     SECONDARY_BARCODE,
     SPACEPOINT_BRANCHES,
 )
+from gnntrack.progress import progress
 from gnntrack.simulation.config import SimulationConfig
 from gnntrack.simulation.decays import decay_length, is_long_lived, mass_of, two_body_decay
 from gnntrack.simulation.digitisation import Deposits, Digitiser
@@ -38,6 +40,8 @@ from gnntrack.simulation.generator import (
 )
 from gnntrack.simulation.geometry import Geometry, load_geometry
 from gnntrack.simulation.propagation import Crossings, TrackState, propagate
+
+log = logging.getLogger(__name__)
 
 _SOURCES: dict[tuple, PythiaSource] = {}
 _GEOMETRIES: dict[str, Geometry] = {}
@@ -408,7 +412,7 @@ def run_simulate(
     cfg = from_dict(SimulationConfig, cfg) if isinstance(cfg, dict) else cfg
     geo = get_geometry(cfg.detector)
     events = []
-    for i in range(cfg.n_events):
+    for i in progress(range(cfg.n_events), desc=f"simulate shard {shard}", unit="events", logger=log):
         ev = int(shard) * cfg.n_events + i
         events.append(simulate_event(cfg, geo, cfg.run_number, ev, event_seed(cfg.seed, ev), timing=timing))
     t0 = _now()

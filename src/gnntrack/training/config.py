@@ -46,5 +46,7 @@ class TrainConfig:
     mode: Literal["min", "max"] = "min"
     early_stopping_patience: Count | None = None  # epochs without improvement before stopping
     resume: bool = True  # continue from ``<output>.last`` when it exists and matches
-    progress: Literal["auto", "on", "off"] = "auto"  # tqdm bars; "auto" = only on a terminal
+    #: progress within an epoch (``gnntrack.progress``): "on" = a tqdm bar, "off" = none, "auto" = a
+    #: bar on a terminal, else a log line (steps, rate, ETA) every 30 s; $GNNTRACK_PROGRESS decides "auto"
+    progress: Literal["auto", "on", "off"] = "auto"
     tensorboard: bool = False  # writes ``<output>.tb/`` when the tensorboard package is importable

@@ -24,7 +24,6 @@ import logging
 import math
 import os
 import shutil
-import sys
 import time
 from collections.abc import Sequence
 from contextlib import contextmanager
@@ -40,6 +39,7 @@ from ..device import resolve_device
 from ..io.atomic import atomic_output
 from ..io.errors import InputError
 from ..models.registry import class_path, load_checkpoint, model_payload, save_checkpoint
+from ..progress import Progress
 from .checkpoint import rng_state, seed_everything, set_rng_state
 from .config import TrainConfig
 
@@ -208,10 +208,8 @@ def _tensorboard_writer(path: Path):
     return SummaryWriter(log_dir=str(path))
 
 
-def _progress(cfg: TrainConfig) -> bool:
-    if cfg.progress == "auto":
-        return sys.stderr.isatty()
-    return cfg.progress == "on"
+#: ``TrainConfig.progress`` -> ``gnntrack.progress`` mode ("auto": a bar on a terminal, else log lines)
+_PROGRESS_MODES = {"auto": "auto", "on": "bar", "off": "off"}
 
 
 def epoch_order(n_items: int, seed: int, epoch: int, shuffle: bool = True) -> list[int]:
@@ -260,7 +258,7 @@ class Trainer:
         self.dtype = amp_dtype(cfg.precision, self.device)
         self._reset()
         self.fingerprint = _fingerprint(task, cfg, train_items, val_items)
-        self.show_progress = _progress(cfg)
+        self.progress_mode = _PROGRESS_MODES[cfg.progress]
         self.resumed_from: int | None = None
         self._epoch_start: float | None = None
         self._writer = None
@@ -337,8 +335,10 @@ class Trainer:
         with self._determinism():
             model.train()
             order = epoch_order(len(self.train_items), cfg.seed, epoch)[: self.steps_per_epoch]
-            bar = _tqdm(order, self.show_progress, f"epoch {epoch + 1}/{cfg.epochs}")
-            for i in bar:
+            bar = Progress(
+                len(order), f"train epoch {epoch + 1}/{cfg.epochs}", "steps", log, mode=self.progress_mode
+            )
+            for i in bar.wrap(order, close=True):
                 optimizer.zero_grad(set_to_none=True)
                 with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
                     loss = self.task.loss(self.train_items[i], device)
@@ -355,8 +355,7 @@ class Trainer:
                     self.scheduler.step()
                 total += float(loss.detach())
                 counted += 1
-                if self.show_progress:
-                    bar.set_postfix(loss=f"{total / counted:.4g}")
+                bar.set_postfix(loss=total / counted)
         return {
             "epoch": epoch + 1,
             "train_loss": total / counted if counted else float("nan"),
@@ -562,11 +561,3 @@ def _monitored(name: str, metrics: dict[str, float], train_loss: float, has_val:
             f"monitor {name!r} is not a validation metric; available: {sorted(metrics)} or 'train_loss'"
         )
     return metrics[key]
-
-
-def _tqdm(iterable, show: bool, desc: str):
-    if not show:
-        return iterable
-    from tqdm.auto import tqdm
-
-    return tqdm(iterable, desc=desc, leave=False, dynamic_ncols=True)
