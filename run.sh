@@ -19,7 +19,7 @@ install() {
   python3 -m venv "$VENV"
   "$PY" -m pip install --upgrade pip
   "$PY" -m pip install "torch==$TORCH_VERSION"
-  "$PY" -m pip install --prefer-binary -e ".[dev]"
+  "$PY" -m pip install --prefer-binary -e ".[dev,pyg]"
 }
 
 cmd=${1:-}

@@ -18,11 +18,12 @@ RULE_COMMANDS = {
     "simulate", "convert", "build-module-map", "train-metric-learning", "build-graphs", "train-filter",
     "apply-filter", "train-gnn", "working-point", "score-gnn", "infer", "reassociate", "evaluate", "export", "bench",
 }  # fmt: skip
+TOOL_COMMANDS = {"export-pyg", "import-pyg"}  # no workflow rule: moving graphs to and from acorn
 
 
 def test_every_stage_has_a_command():
     sub = next(a for a in build_parser()._actions if a.dest == "command")
-    assert set(sub.choices) == RULE_COMMANDS
+    assert set(sub.choices) == RULE_COMMANDS | TOOL_COMMANDS
 
 
 def test_every_config_section_names_a_stage_dataclass():

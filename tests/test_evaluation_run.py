@@ -80,11 +80,16 @@ def test_evaluate_numbers_plots_and_empty_event(tmp_path):
     rows = {r["stage"]: r for r in on_disk["timing"]}
     assert rows["gnn"]["mean"] == pytest.approx(0.3) and rows["gnn"]["std"] == pytest.approx(0.1414, abs=1e-3)
     assert rows["total"]["mean"] == pytest.approx(sum(TIMING.values()) + 0.1)
+    # the scores separate true from fake edges completely (> 0.8 vs < 0.3): AUC 1 for both stages
+    for stage in ("gnn", "inference"):
+        assert on_disk["edges"][stage]["roc_auc"] == pytest.approx(1.0)
+        assert on_disk["edges"][stage]["average_precision"] == pytest.approx(1.0)
     report = (out / "report.md").read_text()
+    assert "| ROC AUC |" in report and "| 1.0000 |" in report
     assert "| ATLAS |" in report and "Build edges" in report and "truth" in report.lower()
 
     expected = ["efficiency_vs_eta", "efficiency_vs_pt", "efficiency_vs_jet_dr", "efficiency_vs_jet_pt",
-                "fake_rate_vs_eta", "edges_rz_gnn", "edges_rz_inference"]  # fmt: skip
+                "fake_rate_vs_eta", "edges_rz_gnn", "edges_rz_inference", "edges_roc_pr"]  # fmt: skip
     for name in expected:
         png = out / "plots" / f"{name}.png"
         assert png.stat().st_size > 20_000

@@ -30,6 +30,7 @@ from gnntrack.campaign import (
 )
 from gnntrack.config import ConfigError
 from gnntrack.io.errors import InputError
+from gnntrack.io.pyg import MissingDependencyError
 
 __all__ = [
     "STAGE_CLASSES",
@@ -215,6 +216,23 @@ def cmd_export(args):
     print(yaml.safe_dump(checks, sort_keys=False), end="")
 
 
+def cmd_export_pyg(args):
+    from gnntrack.io.pyg import export_pyg
+
+    paths = export_pyg(
+        args.events, args.graphs, args.output,
+        scores=args.scores, prefixed=args.prefixed, event_prefix=args.event_prefix,
+    )  # fmt: skip
+    print(f"wrote {len(paths)} .pyg files to {args.output}")
+
+
+def cmd_import_pyg(args):
+    from gnntrack.io.pyg import import_pyg
+
+    keys = import_pyg(args.inputs, args.events, args.output, stage=args.stage, trust=args.trust_pickle)
+    print(f"wrote {len(keys)} graphs to {args.output}")
+
+
 # --------------------------------------------------------------------------- parser
 def _common(p: argparse.ArgumentParser, device: bool = False) -> None:
     p.add_argument(
@@ -335,6 +353,41 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sample-graphs", type=Path, required=True)
     p.add_argument("-o", "--output", type=Path, required=True, help="output folder")
 
+    p = add(
+        "export-pyg",
+        cmd_export_pyg,
+        "events + graphs shard -> one acorn .pyg file (PyG Data) per event; needs torch_geometric",
+    )
+    p.add_argument("events", type=Path)
+    p.add_argument("graphs", type=Path)
+    p.add_argument(
+        "--scores",
+        metavar="STAGE",
+        help="score stage written as acorn's `scores` (default: gnn, else filter, else the only one)",
+    )
+    p.add_argument(
+        "--prefixed", action="store_true", help="acorn's variable_with_prefix names (hit_x, edge_y, ...)"
+    )
+    p.add_argument("--event-prefix", default="", help="acorn's event_prefix: files <prefix>_event<N>.pyg")
+    p.add_argument("-o", "--output", type=Path, required=True, help="output folder")
+
+    p = add(
+        "import-pyg",
+        cmd_import_pyg,
+        "acorn .pyg files -> graphs shard of an events shard (gnntrack labels); needs torch_geometric",
+    )
+    p.add_argument("inputs", nargs="+", type=Path, help=".pyg files or folders of them")
+    p.add_argument("--events", type=Path, required=True, help="events shard the graphs belong to")
+    p.add_argument(
+        "--stage", default="acorn", help="stage name of the graphs file; acorn's scores go to scores/<stage>"
+    )
+    p.add_argument(
+        "--trust-pickle",
+        action="store_true",
+        help="unpickle fully (acorn's edge-classifier outputs need it); only for trusted files",
+    )
+    p.add_argument("-o", "--output", type=Path, required=True, help="graphs file to write")
+
     # `gnntrack bench` is gnntrack.inference.bench's own command line, forwarded as is by main()
     sub.add_parser(
         "bench", help="per-stage inference timing table (see gnntrack bench --help)", add_help=False
@@ -387,7 +440,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.config:
             check_campaign(load_campaign(args.config))
         args.func(args)
-    except (InputError, ConfigError, FileNotFoundError) as exc:
+    except (InputError, ConfigError, FileNotFoundError, MissingDependencyError) as exc:
         return _fail(args.command, exc)
     return 0
 

@@ -192,3 +192,43 @@ def plot_rz_maps(
         head = ", ".join(t for t in ("gnntrack Simulation", campaign_text(campaign)) if t)
         fig.suptitle(head, fontsize=12, x=0.02, ha="left")
         return _save(fig, stem, formats)
+
+
+def plot_roc_pr(
+    hists: dict, *, cuts: dict, stem: Path, campaign: dict | None, selection: str,
+    formats: Sequence[str] = ("png", "pdf"),
+) -> list[Path]:  # fmt: skip
+    """Edge ROC (target-edge efficiency vs fake-edge acceptance) and precision-recall (masked
+    purity vs efficiency among the graph's target edges) curves, one per scored stage
+    (``metrics.edges.ScoreHistogram``), with each stage's score cut marked where it has one."""
+    with plt.style.context(_atlas_style()):
+        fig, (roc, pr) = plt.subplots(1, 2, figsize=(15.0, 5.6), layout="constrained")
+        for i, (stage, h) in enumerate(hists.items()):
+            c = h.curves()
+            color = f"C{i}"
+            ok = c["fpr"] > 0
+            roc.plot(c["fpr"][ok], c["tpr"][ok], color=color, lw=1.6, label=f"{stage} (AUC = {h.auc():.4f})")
+            has = np.isfinite(c["precision"])
+            pr.plot(c["tpr"][has], c["precision"][has], color=color, lw=1.6,
+                    label=f"{stage} (AP = {h.average_precision():.4f})")  # fmt: skip
+            if stage in cuts:
+                fpr, tpr, prec = h.point_at(cuts[stage])
+                roc.plot([fpr], [tpr], "o", color=color, ms=6, label=f"{stage} cut {cuts[stage]:g}")
+                pr.plot([tpr], [prec], "o", color=color, ms=6)
+        roc.set_xscale("log")
+        roc.set_xlim(1e-5, 1.0)
+        roc.set_xlabel("fake-edge acceptance")
+        roc.set_ylabel("target-edge efficiency")
+        pr.set_xlim(0.0, 1.0)
+        pr.set_xlabel("target-edge efficiency (recall)")
+        pr.set_ylabel("masked purity (precision)")
+        for ax in (roc, pr):
+            ax.set_ylim(0.0, 1.3)
+            if ax.has_data():
+                ax.legend(loc="upper right", fontsize=9, frameon=False)
+            else:
+                ax.text(
+                    0.5, 0.45, "no entries", transform=ax.transAxes, ha="center", fontsize=14, color="gray"
+                )
+        _label(roc, campaign, selection, "edges of scored stages")
+        return _save(fig, stem, formats)

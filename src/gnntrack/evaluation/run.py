@@ -24,7 +24,7 @@ from ..io.errors import InputError
 from ..io.event_store import Event, event_keys, read_event
 from ..io.graph_store import graph_keys, label_edges, read_graphs
 from ..io.track_store import iter_tracks, track_keys
-from ..metrics.edges import EdgeCounts, select_scored
+from ..metrics.edges import EdgeCounts, ScoreHistogram, select_scored
 from ..metrics.stats import binned_ratio, ratio_entry
 from ..metrics.tracks import (
     MATCHING_STYLES,
@@ -39,7 +39,7 @@ from ..models.registry import read_model_info
 from ..progress import Progress, safe_total
 from ..track_building.build import DEFAULT_SCORE_CUT
 from .config import EvaluationConfig
-from .plots import describe_selection, plot_ratios, plot_rz_maps
+from .plots import describe_selection, plot_ratios, plot_roc_pr, plot_rz_maps
 from .timing import timing_markdown, timing_table
 
 log = logging.getLogger(__name__)
@@ -59,6 +59,11 @@ DEFINITIONS = {
     "truth_cc": "efficiency of connected components on the truth-labelled edges of the same graph: the "
     "best any edge classifier can reach on it",
     "intervals": "lower/upper: 68.3% Clopper-Pearson interval",
+    "roc_auc": "area under the edge ROC curve (target-edge efficiency vs fake-edge acceptance) of a "
+    "scored stage: target truth edges against non-truth edges, truth edges of non-target particles "
+    "left out; scores binned in 4000 logit bins",
+    "average_precision": "area under that stage's precision (masked purity) vs recall (efficiency "
+    "among the graph's target edges) curve",
 }
 
 
@@ -175,6 +180,7 @@ def run_evaluate(
     z_edges = np.linspace(-Z_MAX_MM, Z_MAX_MM, cfg.rz_bins[1] + 1)
     edge_counts = {stage: EdgeCounts(r_edges, z_edges) for stage in graph_files}
     stage_truth_cc = {stage: Rates() for stage in graph_files}
+    score_hists: dict[str, ScoreHistogram] = {}  # ROC / precision-recall of the scored stages
 
     reco, bound = _Collector(), _Collector()
     bound_source = None
@@ -206,7 +212,9 @@ def run_evaluate(
                 graphs[stage] = read_graphs(index[rec.key], [rec.key])[0]
             if rec.edge_index is not None:
                 src_ei = rec.edge_index
-                y = label_edges(src_ei, event)[0]
+                y, _, edge_particle = label_edges(src_ei, event)
+                if rec.scores is not None:
+                    _add_scores(score_hists, "inference", rec.scores, y, edge_particle, target)
                 bound_source = "tracks file graph"
                 counts = edge_counts.setdefault("inference", EdgeCounts(r_edges, z_edges))
                 sel, _ = select_scored(src_ei, {"inference": rec.scores} if rec.scores is not None else {},
@@ -228,19 +236,37 @@ def run_evaluate(
                 sel, _ = select_scored(g.edge_index, g.scores, stage, cfg.score_cuts)
                 edge_counts[stage].add_event(sel, event, target)
                 _add_truth_cc(stage_truth_cc[stage], g.edge_index, g.y, event, target, cfg)
+                if stage in g.scores:
+                    _add_scores(score_hists, stage, g.scores[stage], g.y, g.edge_particle, target)
 
     prog.close()
     summary = _summary(cfg, campaign, reco, bound, bound_source, edge_counts, stage_truth_cc, timings,
                        n_events, n_events_no_tracks, event_files, track_files, graph_files)  # fmt: skip
+    for stage, h in score_hists.items():
+        summary["edges"].setdefault(stage, {}).update(
+            roc_auc=h.auc(), average_precision=h.average_precision()
+        )
     plot_files = _plots(
         outdir / "plots", cfg, campaign, reco, bound if bound_source else None, edge_counts, summary
     )
+    if score_hists:
+        plot_files += plot_roc_pr(
+            score_hists, cuts=cfg.score_cuts, stem=outdir / "plots" / "edges_roc_pr", campaign=campaign,
+            selection=summary["selection"], formats=cfg.formats,
+        )  # fmt: skip
     summary["plots"] = [str(p.relative_to(outdir)) for p in plot_files]
     with atomic_output(outdir / "report.md") as tmp:
         tmp.write_text(report_markdown(summary))
     with atomic_output(outdir / "summary.json") as tmp:
         tmp.write_text(json.dumps(_json_safe(summary), indent=2) + "\n")
     return summary
+
+
+def _add_scores(hists: dict, stage: str, scores, y, edge_particle, target) -> None:
+    """Add a scored graph to its stage's ROC histogram, targets as configured for the evaluation."""
+    ep = np.asarray(edge_particle, np.int64)
+    y_target = np.asarray(y, bool) & (ep >= 0) & np.asarray(target, bool)[np.maximum(ep, 0)]
+    hists.setdefault(stage, ScoreHistogram()).add(scores, y, y_target)
 
 
 def _add_truth_cc(rates: Rates, edge_index, y, event, target, cfg) -> None:
@@ -356,6 +382,10 @@ def _fmt(entry) -> str:
     return f"{v:.4f}"
 
 
+def _auc(value) -> str:
+    return "-" if value is None or not math.isfinite(value) else f"{value:.4f}"
+
+
 def report_markdown(summary: dict) -> str:
     """The human-readable report: headline tables, edge metrics per stage, timing."""
     camp = summary.get("campaign") or {}
@@ -385,17 +415,18 @@ def report_markdown(summary: dict) -> str:
         lines += [
             "## Edge-level (target edges)",
             "",
-            "| Stage | Score cut | Edges/event | Efficiency | Purity | Masked purity | Truth-CC efficiency |",
-            "|---|---|---|---|---|---|---|",
+            "| Stage | Score cut | Edges/event | Efficiency | Purity | Masked purity | Truth-CC efficiency "
+            "| ROC AUC |",
+            "|---|---|---|---|---|---|---|---|",
         ]
         for stage, e in summary["edges"].items():
             epe = e["edges_per_event"]
             lines.append(
                 f"| {stage} | {e['score_cut'] if e['score_cut'] is not None else '-'} | "
                 f"{epe:.0f} | {_fmt(e['efficiency'])} | {_fmt(e['purity'])} | {_fmt(e['masked_purity'])} | "
-                f"{_fmt(e.get('truth_cc_efficiency'))} |"
+                f"{_fmt(e.get('truth_cc_efficiency'))} | {_auc(e.get('roc_auc'))} |"
                 if epe is not None
-                else f"| {stage} | - | - | n/a | n/a | n/a | n/a |"
+                else f"| {stage} | - | - | n/a | n/a | n/a | n/a | n/a |"
             )
         lines.append("")
     lines += ["## Per-stage inference time", "", timing_markdown(summary["timing"])]
