@@ -1,7 +1,7 @@
 """gnntrack campaign: detector hits -> GNN track candidates -> physics evaluation.
 
 Run a campaign with ``snakemake --cores all`` (default: config/config.yaml) or
-``snakemake --configfile config/itk_mu200.yaml --profile profiles/slurm``. A campaign file is
+``snakemake --configfile config/itk_mu200.yaml --profile slurm``. A campaign file is
 merged over config/config.yaml; every output lands under ``results/<campaign>/``.
 See docs/workflow.md.
 """

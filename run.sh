@@ -26,7 +26,7 @@ cmd=${1:-}
 [ $# -gt 0 ] && shift
 case "$cmd" in
   install) install ;;
-  campaign) install; exec "$PY" -m snakemake --profile profiles/local "$@" ;;
+  campaign) install; exec "$PY" -m snakemake --profile local "$@" ;;
   test) install; exec "$PY" -m pytest "$@" ;;
   *) echo "usage: $0 {campaign|test|install} [args...]" >&2; exit 2 ;;
 esac

@@ -3,7 +3,12 @@
 Needs the Debian packages ``slurm-wlm`` and ``munge`` and root (slurmd runs jobs as their
 owner). Everything the cluster writes (config, state, spool, logs) lives in one folder; only
 processes started here are stopped, by their own handles. ``python tests/slurm_cluster.py``
-starts one for manual use and stops it on Ctrl-C.
+starts one for manual use (partitions ``cpu`` and ``gpu``, two fake GPUs) and stops it on Ctrl-C.
+
+The one node can be in several partitions (named like a site's, e.g. ``cpu`` and ``gpu``) and
+can offer fake GPUs (gres.conf: a plain file each, ``Flags=CountOnly``): SLURM accepts, schedules
+and records ``--gpus``/``--gres=gpu`` requests as on a GPU cluster, while the jobs find no CUDA
+device and run on the CPU.
 """
 
 from __future__ import annotations
@@ -63,8 +68,21 @@ def _munge_works() -> bool:
         return False
 
 
-def slurm_conf(workdir: Path, host: str, cpus: int, memory_mb: int) -> str:
+def slurm_conf(
+    workdir: Path,
+    host: str,
+    cpus: int,
+    memory_mb: int,
+    partitions: tuple[str, ...] = (PARTITION,),
+    gpus: int = 0,
+) -> str:
+    """slurm.conf of a one-node cluster; ``gpus`` > 0 also needs gres_conf() beside it."""
     ctld_port, d_port = _free_port(), _free_port()
+    gres_types, node_gres = ("GresTypes=gpu\n", f" Gres=gpu:{gpus}") if gpus else ("", "")
+    partition_lines = "".join(
+        f"PartitionName={name} Nodes={host} Default={'YES' if i == 0 else 'NO'} MaxTime=INFINITE State=UP\n"
+        for i, name in enumerate(partitions)
+    )
     return f"""\
 ClusterName=gnntrack-test
 SlurmctldHost={host}(127.0.0.1)
@@ -92,15 +110,27 @@ JobCompType=jobcomp/none
 MinJobAge=3600
 ReturnToService=2
 SlurmdTimeout=300
-NodeName={host} NodeAddr=127.0.0.1 CPUs={cpus} RealMemory={memory_mb} State=UNKNOWN
-PartitionName={PARTITION} Nodes={host} Default=YES MaxTime=INFINITE State=UP
-"""
+{gres_types}NodeName={host} NodeAddr=127.0.0.1 CPUs={cpus} RealMemory={memory_mb}{node_gres} State=UNKNOWN
+{partition_lines}"""
+
+
+def gres_conf(host: str, devices: list[Path]) -> str:
+    """GPUs that are only a count (no GPU library is asked about them).
+
+    SLURM 22.05 drops a GPU without a device file from the node, so each is a plain file.
+    """
+    files = ",".join(str(d) for d in devices)
+    return f"NodeName={host} Name=gpu File={files} Flags=CountOnly\n"
 
 
 class SlurmCluster:
-    """Handles of the daemons of one test cluster; ``env`` holds SLURM_CONF for clients."""
+    """Handles of the daemons of one test cluster; ``env`` holds SLURM_CONF for clients.
 
-    def __init__(self, workdir: Path):
+    ``partitions``: their names, all on the one node, the first the default; ``gpus``: how many
+    count-only GPUs the node offers.
+    """
+
+    def __init__(self, workdir: Path, partitions: tuple[str, ...] = (PARTITION,), gpus: int = 0):
         self.workdir = Path(workdir)
         self.conf = self.workdir / "slurm.conf"
         self.procs: list[subprocess.Popen] = []
@@ -111,7 +141,9 @@ class SlurmCluster:
             "SLURM_CONF": str(self.conf),
             "PATH": f"{self.bin}{os.pathsep}{os.environ.get('PATH', '')}",
         }
-        self.partition = PARTITION
+        self.partitions = tuple(dict.fromkeys(partitions))
+        self.partition = self.partitions[0]
+        self.gpus = gpus
 
     def _spawn(self, argv: list[str], log: str, **kwargs) -> subprocess.Popen:
         out = open(self.workdir / log, "w")  # noqa: SIM115 - closed with the process in stop()
@@ -153,7 +185,14 @@ class SlurmCluster:
         for d in ("state", "spool"):
             (self.workdir / d).mkdir(exist_ok=True)
         host = socket.gethostname().split(".")[0]
-        self.conf.write_text(slurm_conf(self.workdir, host, os.cpu_count() or 1, _memory_mb()))
+        self.conf.write_text(
+            slurm_conf(self.workdir, host, os.cpu_count() or 1, _memory_mb(), self.partitions, self.gpus)
+        )
+        if self.gpus:  # slurmd reads gres.conf from beside slurm.conf
+            devices = [self.workdir / f"fake-gpu{i}" for i in range(self.gpus)]
+            for device in devices:
+                device.touch()
+            (self.workdir / "gres.conf").write_text(gres_conf(host, devices))
         self._write_srun_wrapper()
         self._start_munge()
         self._spawn([_exe("slurmctld"), "-D", "-i", "-f", str(self.conf)], "slurmctld.out")
@@ -163,7 +202,8 @@ class SlurmCluster:
 
     def _node_idle(self) -> bool:
         res = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, env=self.env)
-        return res.returncode == 0 and res.stdout.strip().rstrip("*") == "idle"
+        states = {line.strip().rstrip("*") for line in res.stdout.splitlines() if line.strip()}
+        return res.returncode == 0 and states == {"idle"}  # one line per partition
 
     def _wait(self, ready, what: str, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
@@ -197,8 +237,10 @@ class SlurmCluster:
 
 
 @contextlib.contextmanager
-def slurm_cluster(workdir: Path) -> Iterator[SlurmCluster]:
-    cluster = SlurmCluster(workdir)
+def slurm_cluster(
+    workdir: Path, partitions: tuple[str, ...] = (PARTITION,), gpus: int = 0
+) -> Iterator[SlurmCluster]:
+    cluster = SlurmCluster(workdir, partitions, gpus)
     try:
         yield cluster.start()
     finally:
@@ -211,8 +253,9 @@ if __name__ == "__main__":
     reason = unavailable_reason()
     if reason:
         raise SystemExit(reason)
-    with slurm_cluster(Path(tempfile.mkdtemp(prefix="slurm-"))) as c:
-        print(f"export SLURM_CONF={c.conf}")
+    # the partitions slurm/config.yaml names, so that `snakemake --profile slurm` runs as shipped
+    with slurm_cluster(Path(tempfile.mkdtemp(prefix="slurm-")), ("cpu", "gpu"), gpus=2) as c:
+        print(f"export SLURM_CONF={c.conf} PATH={c.bin}:$PATH")
         with contextlib.suppress(KeyboardInterrupt):
             while True:
                 time.sleep(3600)

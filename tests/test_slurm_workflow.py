@@ -1,9 +1,17 @@
-"""The tiny campaign through a real SLURM cluster with the project's SLURM profile.
+"""The tiny campaign through a real SLURM cluster with the project's SLURM profile, as a user runs it.
 
-A one-node cluster (munged, slurmctld, slurmd; tests/slurm_cluster.py) is started for the
-module; the test profile is profiles/slurm/config.yaml with its site settings pointed at that
-cluster: both partitions -> the only partition, no account, and the GPU rules asking for no GPU
-(the node has none). Skipped only where SLURM cannot run (not installed, not root).
+A one-node cluster (munged, slurmctld, slurmd; tests/slurm_cluster.py) is started for the module
+with what the shipped profile (slurm/config.yaml) expects of a site: its partitions (the node is
+in all of them) and GPUs (count-only fakes, so SLURM schedules ``--gpus`` requests while the jobs
+run on the CPU). The campaign folder holds the workflow and the profile as a clone does, and the
+test runs the command a user types there. The only addition is ``--slurm-status-command squeue``,
+which docs/workflow.md tells users of clusters without accounting to add: this one has no
+slurmdbd, so ``sacct`` cannot answer (the profile leaves the plugin's default, ``sacct``, for
+sites that have it). Skipped only where SLURM cannot run (not installed, not root).
+
+Afterwards SLURM's own record of each job (``scontrol show job``; jobs stay listed for
+MinJobAge = 1 h) shows that every GPU rule asked for and got a GPU in the GPU partition, and no
+other rule did.
 """
 
 from __future__ import annotations
@@ -21,6 +29,12 @@ from test_workflow_dryrun import dry_run, make_workdir
 pytestmark = [pytest.mark.slow, pytest.mark.slurm]
 
 REPO = Path(__file__).resolve().parents[1]
+PROFILE = yaml.safe_load((REPO / "slurm/config.yaml").read_text())
+CPU_PARTITION = PROFILE["default-resources"]["slurm_partition"]
+GPU_RULES = {rule for rule, res in PROFILE["set-resources"].items() if "slurm_partition" in res}
+GPU_PARTITIONS = {PROFILE["set-resources"][rule]["slurm_partition"] for rule in GPU_RULES}
+# the snakemake command of this environment (what `snakemake` is on a user's PATH)
+SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 
 
 @pytest.fixture(scope="module")
@@ -28,43 +42,51 @@ def cluster(tmp_path_factory):
     reason = unavailable_reason()
     if reason:
         pytest.skip(reason)
-    with slurm_cluster(tmp_path_factory.mktemp("slurm")) as c:
+    partitions = (CPU_PARTITION, *sorted(GPU_PARTITIONS))
+    with slurm_cluster(tmp_path_factory.mktemp("slurm"), partitions, gpus=2) as c:
         yield c
 
 
-def test_profile(cluster, path: Path) -> Path:
-    """profiles/slurm with its site settings replaced by the test cluster's."""
-    profile = yaml.safe_load((REPO / "profiles/slurm/config.yaml").read_text())
-    profile["default-resources"] = {"slurm_partition": cluster.partition}
-    profile["set-resources"] = {
-        rule: {"slurm_partition": cluster.partition, "gpu": 0} for rule in profile["set-resources"]
-    }
-    profile.update({"jobs": 4, "latency-wait": 5, "retries": 0, "slurm-no-account": True})
-    path.mkdir(parents=True)
-    (path / "config.yaml").write_text(yaml.safe_dump(profile))
-    return path
-
-
-test_profile.__test__ = False  # a helper, not a test
+def slurm_jobs(cluster) -> list[dict[str, str]]:
+    """``scontrol show job -d`` of every job slurmctld still knows: one dict of fields per job."""
+    res = subprocess.run(
+        ["scontrol", "show", "job", "-d", "-o"], env=cluster.env, capture_output=True, text=True, check=True
+    )
+    return [
+        dict(field.split("=", 1) for field in line.split() if "=" in field)
+        for line in res.stdout.splitlines()
+        if line.startswith("JobId=")
+    ]
 
 
 def test_tiny_campaign_on_slurm(cluster, tmp_path):
     workdir = make_workdir(tmp_path / "run")
-    profile = test_profile(cluster, tmp_path / "profile")
     planned = sum(dry_run(workdir, "config/test_tiny.yaml").values())
-    cmd = [
-        sys.executable, "-m", "snakemake", "--profile", str(profile), "--configfile", "config/test_tiny.yaml",
-        "--executor", "slurm", "--slurm-status-command", "squeue",
-    ]  # fmt: skip
+    cmd = [SNAKEMAKE, "--profile", "slurm", "--configfile", "config/test_tiny.yaml"]
+    cmd += ["--slurm-status-command", "squeue"]  # no accounting (sacct) on the test cluster
     res = subprocess.run(cmd, cwd=workdir, env=cluster.env, capture_output=True, text=True, timeout=3000)
     out = res.stdout + res.stderr
     assert res.returncode == 0, out[-6000:] + "\n" + cluster.logs()
 
     summary = workdir / "results/test_tiny/eval/summary.json"
     assert "efficiency" in json.dumps(json.loads(summary.read_text()))
-    # the jobs really went through SLURM: sacct is off, so ask slurmctld about finished jobs
-    jobs = subprocess.run(
-        ["squeue", "-h", "-t", "all", "-o", "%j %T"], env=cluster.env, capture_output=True, text=True
-    ).stdout.split("\n")
-    states = [line.split()[-1] for line in jobs if line.strip()]
-    assert len(states) == planned - 1 and set(states) == {"COMPLETED"}, jobs  # `all` runs locally
+
+    # the jobs really went through SLURM (`all` runs locally), as the profile asked
+    jobs = slurm_jobs(cluster)
+    assert len(jobs) == planned - 1 and {j["JobState"] for j in jobs} == {"COMPLETED"}, jobs
+    gpus = yaml.safe_load((REPO / "config/test_tiny.yaml").read_text())["resources"]["gpu"]["gpu"]
+    assert gpus >= 1
+    seen = set()
+    for job in jobs:
+        rule = job["Comment"].removeprefix("rule_").split("_wildcards_")[0]  # the plugin's comment
+        requested = job.get("TresPerJob", "N/A") + "," + job.get("TresPerNode", "N/A")
+        where = f"{rule}: {requested} JOB_GRES={job.get('JOB_GRES')} Partition={job['Partition']}"
+        if rule in GPU_RULES:
+            seen.add(rule)
+            assert f"gres:gpu:{gpus}" in requested, where  # --gpus=N (TresPerJob) or --gres=gpu:N
+            assert job.get("JOB_GRES") == f"gpu:{gpus}", where  # and SLURM gave them to the job
+            assert job["Partition"] == PROFILE["set-resources"][rule]["slurm_partition"], where
+        else:
+            assert "gpu" not in requested and job.get("JOB_GRES") in (None, "(null)"), where
+            assert job["Partition"] == CPU_PARTITION, where
+    assert {"train_gnn", "gnn_working_point", "infer"} <= seen, seen

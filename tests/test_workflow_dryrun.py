@@ -21,9 +21,10 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def make_workdir(path: Path, extra_config: dict | None = None) -> Path:
-    """A campaign folder: links to the workflow and configs, plus ``extra.yaml`` if given."""
+    """A campaign folder like a clone's root: links to the workflow, configs and profiles
+    (``--profile local``/``slurm`` find them there), plus ``extra.yaml`` if given."""
     path.mkdir(parents=True, exist_ok=True)
-    for name in ("Snakefile", "workflow", "config", "profiles"):
+    for name in ("Snakefile", "workflow", "config", "local", "slurm"):
         link = path / name
         if not link.exists():
             link.symlink_to(REPO / name)
@@ -112,15 +113,31 @@ def test_tiny_campaign_plans_every_stage(tmp_path):
 
 
 def test_slurm_profile_routes_gpu_rules_to_gpu_partition(tmp_path):
+    """``--profile slurm`` as typed in a clone's root: jobs asking for GPUs go to the GPU partition."""
     res = snakemake(
-        make_workdir(tmp_path), "-n", "--profile", "profiles/slurm", "--configfile", "config/test_tiny.yaml"
+        make_workdir(tmp_path), "-n", "--profile", "slurm", "--configfile", "config/test_tiny.yaml"
     )
     text = res.stdout + res.stderr
-    blocks = {
-        m.group(1): m.group(2) for m in re.finditer(r"rule (\w+):\n(.*?)(?=\n\[|\nrule |\Z)", text, re.S)
-    }
-    assert "slurm_partition=gpu" in blocks["train_gnn"] and "gpu=1" in blocks["train_gnn"]
-    assert "slurm_partition=cpu" in blocks["convert"] and "gpu=" not in blocks["convert"]
+    jobs = [
+        (m.group(1), re.search(r"^\s+resources: (.*)$", m.group(2), re.M).group(1))
+        for m in re.finditer(r"^rule (\w+):\n((?:[ \t]+\S[^\n]*\n)+)", text, re.M)
+    ]
+    assert len(jobs) == sum(planned_jobs(res).values())
+    gpu_rules = set(yaml.safe_load((REPO / "slurm/config.yaml").read_text())["set-resources"])
+    for rule, resources in jobs:
+        if rule in gpu_rules:
+            assert "slurm_partition=gpu" in resources and re.search(r"\bgpu=1\b", resources), rule
+        else:
+            assert "slurm_partition=cpu" in resources and not re.search(r"\bgpu=", resources), rule
+    assert {"train_gnn", "gnn_working_point", "convert"} <= {rule for rule, _ in jobs}
+
+
+def test_local_profile_is_found_by_name(tmp_path):
+    """``./run.sh campaign`` runs ``snakemake --profile local`` in the repository root."""
+    res = snakemake(
+        make_workdir(tmp_path), "-n", "--profile", "local", "--configfile", "config/test_tiny.yaml"
+    )
+    assert planned_jobs(res)["train_gnn"] == 1
 
 
 def _schema_errors(overrides: dict) -> str:
