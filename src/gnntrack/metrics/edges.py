@@ -294,7 +294,8 @@ class EdgeCounts:
         target = np.asarray(target, dtype=bool)
         truth = np.asarray(event.truth_edges, dtype=np.int64).reshape(2, -1)
         tep = np.asarray(event.truth_edge_particle, dtype=np.int64)
-        is_target_truth = target[tep] if len(tep) else np.zeros(0, bool)
+        # a truth edge without a particle (index < 0) is no target edge, not the last particle's
+        is_target_truth = (tep >= 0) & target[np.clip(tep, 0, None)] if len(tep) else np.zeros(0, bool)
         all_codes = np.unique(edge_codes(truth, n))
         target_truth = truth[:, is_target_truth]
         target_codes, first = np.unique(edge_codes(target_truth, n), return_index=True)
