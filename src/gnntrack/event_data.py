@@ -118,3 +118,63 @@ class EventData:
     def scores(self, stage: str) -> torch.Tensor:
         """The edge scores an edge classifier named ``stage`` wrote."""
         return self.edge_data[f"score/{stage}"]
+
+
+@dataclass
+class HostEvent:
+    """The host-side half of loading one event: hit columns and node-feature matrices as CPU
+    tensors, ready to be moved to the device (``to_device``).
+
+    Splitting loading in two lets the inference pipeline prepare event n+1 on a reader thread
+    (file read, checks, feature matrices, pinned copies) while event n runs through the stages.
+    """
+
+    key: str
+    run_number: int
+    event_number: int
+    n_hits: int
+    hits: dict[str, torch.Tensor]
+    features: dict[FeatureSpec, torch.Tensor]
+
+    @classmethod
+    def from_hits(
+        cls,
+        hits: Mapping[str, np.ndarray],
+        columns: Sequence[str],
+        specs: Sequence[FeatureSpec],
+        key: str = "",
+        run_number: int = 0,
+        event_number: int = 0,
+        pin_memory: bool = False,
+    ) -> HostEvent:
+        """CPU tensors of ``columns`` and of the node features of ``specs`` (page-locked copies
+        when ``pin_memory``, so a later transfer to a CUDA device can be asynchronous)."""
+        features = {}
+        for spec in dict.fromkeys(specs):
+            features[spec] = torch.from_numpy(node_features(hits, spec[0], dict(spec[1])))
+        tensors = hit_tensors(hits, columns, "cpu")
+        if pin_memory:
+            features = {k: v.pin_memory() for k, v in features.items()}
+            tensors = {k: v.pin_memory() for k, v in tensors.items()}
+        return cls(
+            key=key,
+            run_number=int(run_number),
+            event_number=int(event_number),
+            n_hits=len(hits["x"]),
+            hits=tensors,
+            features=features,
+        )
+
+    def to_device(self, device: torch.device | str) -> EventData:
+        """The ``EventData`` of this event on ``device`` (copies are ``non_blocking``: the caller
+        synchronises before using them from another stream or reading the clock)."""
+        device = torch.device(device)
+        return EventData(
+            key=self.key,
+            run_number=self.run_number,
+            event_number=self.event_number,
+            n_hits=self.n_hits,
+            device=device,
+            hits={k: v.to(device, non_blocking=True) for k, v in self.hits.items()},
+            features={k: v.to(device, non_blocking=True) for k, v in self.features.items()},
+        )

@@ -45,6 +45,10 @@ class InferenceConfig:
     module_map_on_device: apply the module map on the pipeline device (else on the CPU, edges
         copied over: the "before" column of the module-map-on-GPU benchmark variant).
     store_graph: write the final scored graph (edge_index + GNN scores) into the tracks file.
+    prefetch: events a reader thread prepares ahead of the stages (file read, input checks, node
+        features; pinned host copies on CUDA), so reading event n+1 overlaps the compute of event
+        n; 0 = read each event in turn. None = 1 on a CUDA device, 0 elsewhere: on a 2-core CPU
+        the reader competes with the stages for the same cores (docs/performance.md).
     track_building: ``gnntrack.track_building.TrackBuildingConfig`` (method, score_cut,
         min_hits, connected-components backend).
     """
@@ -63,6 +67,7 @@ class InferenceConfig:
     runtime: Literal["eager", "torchscript", "onnx", "compile"] = "eager"
     module_map_on_device: bool = True
     store_graph: bool = True
+    prefetch: NonNegativeInt | None = None
     track_building: TrackBuildingConfig = field(default_factory=TrackBuildingConfig)
 
     def __post_init__(self) -> None:
@@ -74,6 +79,8 @@ class InferenceConfig:
             raise ConfigError(f"r_max must be > 0, got {self.r_max}")
         if self.k_max is not None and self.k_max < 1:
             raise ConfigError(f"k_max must be >= 1, got {self.k_max}")
+        if self.prefetch is not None and self.prefetch < 0:
+            raise ConfigError(f"prefetch must be >= 0, got {self.prefetch}")
         if self.runtime == "onnx" and self.amp != "none":
             raise ConfigError("runtime 'onnx' runs the fp32 export; set amp: none")
 
