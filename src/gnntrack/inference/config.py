@@ -16,6 +16,7 @@ from ..config import (
     from_dict,
     one_of,
 )
+from ..edge_classification.regions import RegionConfig
 from ..track_building import TrackBuildingConfig
 
 DEFAULT_FILTER_CUT = 0.1  # a filter model without a stored working point
@@ -51,6 +52,11 @@ class InferenceConfig:
         the reader competes with the stages for the same cores (docs/performance.md).
     track_building: ``gnntrack.track_building.TrackBuildingConfig`` (method, score_cut,
         min_hits, connected-components backend).
+    regions: regional inference: the event split into ``n_eta x n_phi`` η–φ regions (core +
+        margin, ``edge_classification.RegionConfig``), each region through graph building, filter
+        and GNN on its own, each edge kept from the one region whose core holds its inner hit,
+        then track building once on the merged event graph. None (default) = whole event.
+        Measured in benchmarks/regional_inference_20261203.
     """
 
     graph_method: Literal["auto", "module_map", "metric_learning"] = "auto"
@@ -69,6 +75,7 @@ class InferenceConfig:
     store_graph: bool = True
     prefetch: NonNegativeInt | None = None
     track_building: TrackBuildingConfig = field(default_factory=TrackBuildingConfig)
+    regions: RegionConfig | None = None
 
     def __post_init__(self) -> None:
         if self.filter_cut is not None and not 0.0 <= self.filter_cut < 1.0:

@@ -25,6 +25,7 @@ import torch
 
 from ..device import resolve_device
 from ..edge_classification import EdgeClassifier
+from ..edge_classification.regions import region_masks
 from ..event_data import EventData, HostEvent, feature_spec
 from ..graph_construction.stage import GraphBuilder
 from ..io.errors import InputError
@@ -249,12 +250,66 @@ class Pipeline:
         """Graph construction alone (embedding and edge building); returns outward-directed (2, E)."""
         return self.graph_builder(ev, timer).edge_index
 
+    # ------------------------------------------------------------------ regional inference
+    def region_masks(self, ev: EventData) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """(hit rows of the region incl. margin, bool core mask over those rows) per region of
+        ``cfg.regions`` (``edge_classification.regions.region_masks`` on the hits' η, φ)."""
+        eta, phi = ev.hits["eta"].cpu().numpy(), ev.hits["phi"].cpu().numpy()
+        out = []
+        for region, core in region_masks(eta, phi, self.cfg.regions):
+            rows = np.flatnonzero(region)
+            out.append((torch.from_numpy(rows).to(ev.device), torch.from_numpy(core[rows]).to(ev.device)))
+        return out
+
+    def run_region(
+        self, ev: EventData, rows: torch.Tensor, core: torch.Tensor, timer: StageTimer | None = None
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor], int]:
+        """Graph building, filter and GNN on the hits ``rows`` of ``ev`` (one region, core +
+        margin). Returns the edges the region owns (inner hit in its core: ``core`` over
+        ``rows``) in event hit rows, their per-edge data (``score/<stage>``) and the number of
+        edges the region built before the filter (all, owned or not)."""
+        sub = EventData(
+            key=ev.key,
+            run_number=ev.run_number,
+            event_number=ev.event_number,
+            n_hits=int(rows.numel()),
+            device=ev.device,
+            hits={k: v.index_select(0, rows) for k, v in ev.hits.items()},
+            features={k: v.index_select(0, rows) for k, v in ev.features.items()},
+        )
+        for stage in self.stages[:-1]:
+            stage(sub, timer)
+        owned = core[sub.edge_index[0]]
+        edge_index = rows[sub.edge_index[:, owned]]
+        return edge_index, {k: v[owned] for k, v in sub.edge_data.items()}, sub.n_edges["build_edges"]
+
+    def merge_regions(self, ev: EventData, parts: list[tuple[torch.Tensor, dict, int]]) -> None:
+        """The owned edges of every region as one event graph (sorted by inner, outer hit)."""
+        edge_index = torch.cat([p[0] for p in parts], 1)
+        keys = parts[0][1].keys() if parts else ()
+        data = {k: torch.cat([p[1][k] for p in parts]) for k in keys}
+        order = torch.argsort(edge_index[0] * max(ev.n_hits, 1) + edge_index[1])
+        ev.set_graph(edge_index[:, order], **{k: v[order] for k, v in data.items()})
+        ev.n_edges["build_edges"] = int(sum(p[2] for p in parts))  # incl. margin edges, as computed
+
+    def _run_regional(self, ev: EventData, timer: StageTimer) -> None:
+        with timer.stage("regions"):
+            masks = self.region_masks(ev)
+        parts = [self.run_region(ev, rows, core, timer) for rows, core in masks]
+        with timer.stage("regions"):
+            self.merge_regions(ev, parts)
+        self.stages[-1](ev, timer)
+
     def run_tensors(self, ev: EventData, timer: StageTimer | None = None) -> EventResult:
-        """Every stage in order on already loaded tensors."""
+        """Every stage in order on already loaded tensors (region by region when ``cfg.regions``
+        is set: ``run_region`` per region, ``merge_regions``, then track building once)."""
         timer = timer or StageTimer(self.device)
         with torch.inference_mode():
-            for stage in self.stages:
-                stage(ev, timer)
+            if self.cfg.regions is None:
+                for stage in self.stages:
+                    stage(ev, timer)
+            else:
+                self._run_regional(ev, timer)
         return EventResult(
             key=ev.key,
             run_number=ev.run_number,
