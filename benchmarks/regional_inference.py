@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Regional against whole-event inference on a campaign's test events (``InferenceConfig.regions``).
 
-    PYTHONPATH=src python benchmarks/regional_inference.py --campaign /work/camp/results/default \\
-        --config /work/camp/config/config.yaml --n-events 10 -o benchmarks/regional_inference_20261203
+    PYTHONPATH=src python benchmarks/regional_inference.py --campaign results/default \\
+        --config config/config.yaml --n-events 10 -o benchmarks/regional_inference_20261203
 
 Every setting (whole event, 2x2 and 4x4 grids with the ``RegionConfig`` default margins and with a
 wider margin) runs in its own process, so host peak RSS of one setting is not inflated by the heap
@@ -60,7 +60,7 @@ def worker(args) -> None:
     camp = Path(args.campaign)
     cfg = resolve_campaign(load_campaign(args.config), sections=["inference"])["inference"]
     regions = SETTINGS[args.setting]
-    cfg = dataclasses.replace(cfg, regions=RegionConfig(**regions) if regions is not None else None)
+    cfg = dataclasses.replace(cfg, regions=RegionConfig(**regions) if regions is not None else RegionConfig())
     pipe = Pipeline.from_files(
         cfg, module_map=camp / "module_map/module_map.h5", gnn_model=camp / "models/gnn.pt", device="cpu"
     )
@@ -115,7 +115,7 @@ def worker(args) -> None:
     out = {
         "setting": args.setting,
         "regions": regions,
-        "region_config": dataclasses.asdict(cfg.regions) if cfg.regions is not None else None,
+        "region_config": dataclasses.asdict(cfg.regions) if regions is not None else None,
         "rates": {s: dataclasses.asdict(r) for s, r in rates.items()},
         "events": per_event,
     }
@@ -154,7 +154,7 @@ def summarise(res: dict, ref_edges, edges) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--campaign", default="/work/camp/results/default", help="campaign results directory")
+    ap.add_argument("--campaign", default="results/default", help="campaign results directory")
     ap.add_argument(
         "--config", default=None, help="campaign config (default: CAMPAIGN/../../config/config.yaml)"
     )

@@ -46,7 +46,9 @@ def setup(tmp_path_factory):
 
 def _run(setup, regions=None):
     models, events, cfg = setup
-    pipe = Pipeline(dict(cfg, regions=regions), device="cpu", **models)
+    pipe = Pipeline(dict(cfg, regions=regions) if regions is not None else cfg, device="cpu", **models)
+    if regions is not None:
+        pipe.regional = True  # the region machinery even for a 1 x 1 grid
     return pipe, [pipe.run_event(e) for e in events]
 
 
@@ -89,7 +91,7 @@ def test_every_edge_owned_by_exactly_one_region(setup):
     models, events, cfg = setup
     cfg = dict(cfg, filter=False, regions=dict(WIDE, n_eta=2, n_phi=2, eta_min=-1.0, eta_max=1.0))
     pipe = Pipeline(cfg, device="cpu", **models)
-    whole = Pipeline(dict(cfg, regions=None), device="cpu", **models)
+    whole = Pipeline(cfg, device="cpu", **models)
     for event in events:
         ev = pipe.load(event.hits)
         with torch.inference_mode():
@@ -127,5 +129,5 @@ def test_region_config_in_inference_config():
 
     cfg = from_dict(InferenceConfig, {"regions": {"n_eta": 4, "n_phi": 4}})
     assert isinstance(cfg.regions, RegionConfig) and cfg.regions.n_regions == 16
-    assert InferenceConfig().regions is None
+    assert InferenceConfig().regions.n_regions == 1  # whole event
     assert np.isclose(cfg.regions.phi_margin, RegionConfig().phi_margin)

@@ -55,8 +55,8 @@ class InferenceConfig:
     regions: regional inference: the event split into ``n_eta x n_phi`` η–φ regions (core +
         margin, ``edge_classification.RegionConfig``), each region through graph building, filter
         and GNN on its own, each edge kept from the one region whose core holds its inner hit,
-        then track building once on the merged event graph. None (default) = whole event.
-        Measured in benchmarks/regional_inference_20261203.
+        then track building once on the merged event graph. 1 x 1 (default) = whole event, as
+        ``gnn.regions`` means in training. Measured in benchmarks/regional_inference_20261203.
     """
 
     graph_method: Literal["auto", "module_map", "metric_learning"] = "auto"
@@ -75,7 +75,7 @@ class InferenceConfig:
     store_graph: bool = True
     prefetch: NonNegativeInt | None = None
     track_building: TrackBuildingConfig = field(default_factory=TrackBuildingConfig)
-    regions: RegionConfig | None = None
+    regions: RegionConfig = field(default_factory=RegionConfig)
 
     def __post_init__(self) -> None:
         if self.filter_cut is not None and not 0.0 <= self.filter_cut < 1.0:

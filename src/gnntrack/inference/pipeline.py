@@ -144,6 +144,8 @@ class Pipeline:
         self.graph_builder = self.stages[0]
         self.r_max, self.k_max = self.graph_builder.r_max, self.graph_builder.k_max
         self._hit_columns = self._needed_hit_columns()
+        #: run region by region: the grid of ``cfg.regions`` has more than one region
+        self.regional = self.cfg.regions.n_regions > 1
 
     def _make_stages(self) -> list:
         """Graph building, the filter (when used), the GNN and track building, in order."""
@@ -301,11 +303,11 @@ class Pipeline:
         self.stages[-1](ev, timer)
 
     def run_tensors(self, ev: EventData, timer: StageTimer | None = None) -> EventResult:
-        """Every stage in order on already loaded tensors (region by region when ``cfg.regions``
-        is set: ``run_region`` per region, ``merge_regions``, then track building once)."""
+        """Every stage in order on already loaded tensors (region by region when ``regional``:
+        ``run_region`` per region, ``merge_regions``, then track building once)."""
         timer = timer or StageTimer(self.device)
         with torch.inference_mode():
-            if self.cfg.regions is None:
+            if not self.regional:
                 for stage in self.stages:
                     stage(ev, timer)
             else:
