@@ -97,22 +97,18 @@ def cmd_build_graphs(args):
     run_build_graphs(args.events, args.output, cfg, args.module_map, args.embedding, device=args.device)
 
 
-def _train_edge_classifier(args, section, run):
-    run(
+def cmd_train_filter(args):
+    from gnntrack.edge_filter import run_train_filter
+
+    run_train_filter(
         args.train_events,
         args.train_graphs,
         args.val_events,
         args.val_graphs,
         args.output,
-        _cfg(args, section),
+        _cfg(args, "filter"),
         device=args.device,
     )
-
-
-def cmd_train_filter(args):
-    from gnntrack.edge_filter import run_train_filter
-
-    _train_edge_classifier(args, "filter", run_train_filter)
 
 
 def cmd_train_gnn(args):

@@ -83,20 +83,8 @@ class EventData:
         event_number: int = 0,
     ) -> EventData:
         """Move one event's hit ``columns`` and the node features of ``specs`` to ``device``."""
-        device = torch.device(device)
-        features = {}
-        for spec in dict.fromkeys(specs):
-            x = node_features(hits, spec[0], dict(spec[1]))
-            features[spec] = torch.from_numpy(x).to(device, non_blocking=True)
-        return cls(
-            key=key,
-            run_number=int(run_number),
-            event_number=int(event_number),
-            n_hits=len(hits["x"]),
-            device=device,
-            hits=hit_tensors(hits, columns, device),
-            features=features,
-        )
+        host = HostEvent.from_hits(hits, columns, specs, key, run_number, event_number)
+        return host.to_device(device)
 
     def node_features(self, model: torch.nn.Module) -> torch.Tensor:
         """The node-feature matrix ``model`` reads (built at loading time)."""

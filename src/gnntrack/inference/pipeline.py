@@ -71,10 +71,6 @@ class EventResult:
         )
 
 
-#: kept for callers of the earlier name: the per-event structure is ``gnntrack.event_data.EventData``
-EventTensors = EventData
-
-
 class Pipeline:
     """The inference chain for one event at a time, with its models resident on ``device``.
 
