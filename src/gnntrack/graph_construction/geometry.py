@@ -17,6 +17,12 @@ import torch
 #: phi slope dphi/dr, eta difference, and dz/dr.
 DOUBLET_FEATURES = ("z0", "dphi", "phi_slope", "deta", "dz_dr")
 
+#: Triplet quantities of the module map's triplet windows (two consecutive doublets a->b, b->c):
+#: change of dz/dr and of the phi slope, and the turning angle of the transverse direction
+#: (the rotation-invariant analogue of GNN4ITk's diff_dydx). All are invariant under a rotation
+#: about the beam axis, like the doublet quantities, so triplet windows can be φ-folded too.
+TRIPLET_FEATURES = ("diff_dzdr", "diff_phi_slope", "dalpha")
+
 #: Hit columns needed to build edges (module map or metric learning orientation).
 GEOMETRY_COLUMNS = ("r", "phi", "z", "eta")
 
@@ -54,6 +60,30 @@ def doublet_features(hits: Mapping[str, torch.Tensor], src: torch.Tensor, dst: t
     phi_slope = dphi / dr
     deta = _at(hits["eta"], dst) - _at(hits["eta"], src)
     return torch.stack([z0, dphi, phi_slope, deta, dz_dr], dim=1)
+
+
+def doublet_direction(hits: Mapping[str, torch.Tensor], src: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
+    """Transverse direction angle atan2(dy, dx) of the doublets src -> dst (from r and φ)."""
+    r1, r2 = _at(hits["r"], src), _at(hits["r"], dst)
+    p1, p2 = _at(hits["phi"], src), _at(hits["phi"], dst)
+    return torch.atan2(r2 * torch.sin(p2) - r1 * torch.sin(p1), r2 * torch.cos(p2) - r1 * torch.cos(p1))
+
+
+def triplet_features(
+    q_in: torch.Tensor, q_out: torch.Tensor, alpha_in: torch.Tensor, alpha_out: torch.Tensor
+) -> torch.Tensor:
+    """(T, len(TRIPLET_FEATURES)) float32 quantities of the triplets a -> b -> c from the
+    ``doublet_features`` (``q_in`` of a -> b, ``q_out`` of b -> c) and ``doublet_direction`` of
+    their two doublets. Building and applying the map both go through this function."""
+    i_dzdr, i_slope = DOUBLET_FEATURES.index("dz_dr"), DOUBLET_FEATURES.index("phi_slope")
+    return torch.stack(
+        [
+            q_out[:, i_dzdr] - q_in[:, i_dzdr],
+            q_out[:, i_slope] - q_in[:, i_slope],
+            wrap_phi(alpha_out - alpha_in),
+        ],
+        dim=1,
+    )
 
 
 def module_ids_as_int64(module_id: np.ndarray) -> np.ndarray:

@@ -10,6 +10,15 @@ file::
     /doublets/modules   (P, 2) uint64 module identifiers (source, destination), sorted
     /doublets/count     (P,) int64 number of training doublets
     /doublets/min, max, mean, rms   (P, F) float32 per feature
+    /doublets/width_prior  (P, F) float32 (optional, see ``module_symmetry.width_prior``)
+    /triplets/...   (version 2, optional) the same datasets for module triplets (T, 3) with the
+                    ``geometry.TRIPLET_FEATURES``; attrs triplet_features, cut_triplets
+
+Triplets (``module_map.triplets``, as GNN4ITk's module map): building also records every module
+triplet (A, B, C) crossed by a target particle's consecutive truth doublets a -> b -> c with the
+windows of the triplet quantities; applying keeps a doublet only if it is one of the two doublets
+of at least one candidate triplet whose module triplet is mapped and whose quantities lie in that
+triplet's windows (the same cut logic as the doublets). Version 1 files (no triplets) still load.
 
 With ``symmetry: phi`` (default) the statistics of rotation-equivalent module pairs are merged
 and expanded to every such pair (``module_symmetry``): with hundreds rather than GNN4ITk's ~1e5
@@ -46,17 +55,21 @@ from ..progress import progress, safe_total
 from .geometry import (
     DOUBLET_FEATURES,
     GEOMETRY_COLUMNS,
+    TRIPLET_FEATURES,
+    doublet_direction,
     doublet_features,
     hits_to_tensors,
     orient_outward,
+    triplet_features,
     wrap_phi,
 )
-from .module_symmetry import RING_COLUMNS, ModuleCatalogue, symmetrise, width_prior
+from .module_symmetry import RING_COLUMNS, ModuleCatalogue, symmetrise, symmetrise_triplets, width_prior
 
 log = logging.getLogger(__name__)
 
 FORMAT = "gnntrack-module-map"
-VERSION = 1
+#: 1: doublet windows; 2: optional triplet windows (version 1 files read as maps without them)
+VERSION = 2
 
 #: Relative and absolute widening of every window: a rounding guard only (CPU vs GPU FMA), so that
 #: a training doublet sitting exactly on its pair's min or max is always kept.
@@ -111,10 +124,19 @@ class ModuleMapConfig:
     #: ``minmax`` only: a pair seen n times is widened further by this many times its layer pair's
     #: typical window width / (n + 1) each side (``module_symmetry.width_prior``); 0 disables
     small_count_margin: NonNegative = 1.0
+    #: also record module-triplet windows and keep only doublets of a triplet inside them when
+    #: the map is applied (stored in the map file: graph building and inference follow the map);
+    #: supported with symmetry ``none`` and ``phi``
+    triplets: bool = False
 
     def __post_init__(self) -> None:
         if self.tolerance < 0 or self.n_sigma < 0 or self.small_count_margin < 0:
             raise ConfigError("module_map: tolerance, n_sigma and small_count_margin must be >= 0")
+        if self.triplets and self.symmetry == "phi_z":
+            raise ConfigError(
+                "module_map.triplets: triplet windows support symmetry 'none' or 'phi', not 'phi_z' "
+                "(the z mirror is not implemented for triplets)"
+            )
         if self.n_events is not None and self.n_events < 1:
             raise ConfigError("module_map: n_events must be >= 1")
 
@@ -123,29 +145,64 @@ class ModuleMapConfig:
 # building
 
 
-def target_doublets(event: Event) -> tuple[np.ndarray, np.ndarray]:
-    """(E, 2) int64 module pairs and (E, F) float32 quantities of the event's target truth edges."""
-    edges = np.asarray(event.truth_edges, dtype=np.int64)
-    if edges.shape[1] == 0:
-        return np.zeros((0, 2), np.int64), np.zeros((0, len(DOUBLET_FEATURES)), np.float32)
+def _target_edges(event: Event):
+    """(src, dst, particle) of the event's target truth edges between two different modules,
+    the hit tensors and the module id of every hit."""
+    edges = np.asarray(event.truth_edges, dtype=np.int64).reshape(2, -1)
     is_target = np.asarray(event.particles["is_target"], bool)
     part = np.asarray(event.truth_edge_particle, dtype=np.int64)
-    keep = (part >= 0) & is_target[np.maximum(part, 0)]
-    src, dst = edges[0, keep], edges[1, keep]
+    keep = (part >= 0) & is_target[np.maximum(part, 0)] if len(part) else np.zeros(0, bool)
+    src, dst, part = edges[0, keep], edges[1, keep], part[keep]
     hits = hits_to_tensors(event.hits, (*GEOMETRY_COLUMNS, "module_id"))
     mod = hits["module_id"].numpy()
+    other = mod[src] != mod[dst]  # not a module transition: no doublet to record
+    return src[other], dst[other], part[other], hits, mod
+
+
+def target_doublets(event: Event) -> tuple[np.ndarray, np.ndarray]:
+    """(E, 2) int64 module pairs and (E, F) float32 quantities of the event's target truth edges."""
+    if np.asarray(event.truth_edges).reshape(2, -1).shape[1] == 0:
+        return np.zeros((0, 2), np.int64), np.zeros((0, len(DOUBLET_FEATURES)), np.float32)
+    src, dst, _, hits, mod = _target_edges(event)
     feats = doublet_features(hits, torch.from_numpy(src), torch.from_numpy(dst)).numpy()
-    pairs = np.stack([mod[src], mod[dst]], axis=1)
-    same = pairs[:, 0] == pairs[:, 1]  # not a module transition: no doublet to record
-    return pairs[~same], feats[~same]
+    return np.stack([mod[src], mod[dst]], axis=1), feats
+
+
+def target_triplets(event: Event) -> tuple[np.ndarray, np.ndarray]:
+    """(T, 3) int64 module triplets and (T, len(TRIPLET_FEATURES)) float32 quantities of the
+    event's target truth triplets: two truth doublets a -> b, b -> c of the same target particle
+    (every hit of consecutive module groups along the particle, like the truth doublets)."""
+    empty = np.zeros((0, 3), np.int64), np.zeros((0, len(TRIPLET_FEATURES)), np.float32)
+    if np.asarray(event.truth_edges).reshape(2, -1).shape[1] == 0:
+        return empty
+    src, dst, part, hits, mod = _target_edges(event)
+    n = np.int64(max(len(mod), 1))
+    key_out = part * n + src  # doublet b -> c, keyed by its particle and first hit
+    order = np.argsort(key_out, kind="stable")
+    sorted_out = key_out[order]
+    key_in = part * n + dst  # doublet a -> b, keyed by its particle and last hit
+    lo = np.searchsorted(sorted_out, key_in, side="left")
+    cnt = np.searchsorted(sorted_out, key_in, side="right") - lo
+    i = np.repeat(np.arange(len(src)), cnt)
+    j = order[lo[i] + np.arange(len(i)) - np.repeat(np.cumsum(cnt) - cnt, cnt)]
+    ok = src[i] != dst[j]
+    i, j = i[ok], j[ok]
+    if len(i) == 0:
+        return empty
+    s, d = torch.from_numpy(src), torch.from_numpy(dst)
+    q = doublet_features(hits, s, d)
+    alpha = doublet_direction(hits, s, d)
+    ti, tj = torch.from_numpy(i), torch.from_numpy(j)
+    feats = triplet_features(q[ti], q[tj], alpha[ti], alpha[tj]).numpy()
+    return np.stack([mod[src[i]], mod[dst[i]], mod[dst[j]]], axis=1), feats
 
 
 class _Accumulator:
     """Per-pair running count / min / max / sum / sum of squares (float64 sums)."""
 
-    def __init__(self, n_features: int):
+    def __init__(self, n_features: int, n_modules: int = 2):
         self.n_features = n_features
-        self.pairs = np.zeros((0, 2), np.int64)
+        self.pairs = np.zeros((0, n_modules), np.int64)
         self.count = np.zeros(0, np.int64)
         self.min = np.zeros((0, n_features), np.float32)
         self.max = np.zeros((0, n_features), np.float32)
@@ -189,12 +246,42 @@ def _count_events(events, limit: int | None) -> int | None:
     return n
 
 
+def _finish(acc: _Accumulator, catalogue: ModuleCatalogue, cfg: ModuleMapConfig, triplets: bool) -> dict:
+    """Symmetrised (cfg.symmetry), count-filtered statistics of an accumulator: modules, count,
+    min, max, mean, rms, width_prior."""
+    if cfg.symmetry in ("phi", "phi_z"):
+        stats = {"count": acc.count, "min": acc.min, "max": acc.max, "sum": acc.sum, "sumsq": acc.sumsq}
+        if triplets:  # ModuleMapConfig refuses phi_z with triplets
+            acc.pairs, stats = symmetrise_triplets(acc.pairs, stats, catalogue)
+        else:
+            acc.pairs, stats = symmetrise(acc.pairs, stats, catalogue, z_mirror=cfg.symmetry == "phi_z")
+        acc.count, acc.min, acc.max, acc.sum, acc.sumsq = (
+            stats[k] for k in ("count", "min", "max", "sum", "sumsq")
+        )
+    keep = acc.count >= cfg.min_count
+    mean = acc.sum[keep] / np.maximum(acc.count[keep], 1)[:, None]
+    var = np.maximum(acc.sumsq[keep] / np.maximum(acc.count[keep], 1)[:, None] - mean**2, 0.0)
+    return {
+        "modules": acc.pairs[keep].view(np.uint64),
+        "count": acc.count[keep],
+        "min": acc.min[keep],
+        "max": acc.max[keep],
+        "mean": mean.astype(np.float32),
+        "rms": np.sqrt(var).astype(np.float32),
+        "width_prior": width_prior(
+            acc.pairs[keep], acc.count[keep], acc.max[keep] - acc.min[keep], catalogue
+        ),
+    }
+
+
 def build_module_map(
     events: Sequence[Event] | Sequence[str | Path], cfg: ModuleMapConfig | dict | None = None
 ):
     """Accumulate the map from in-memory events or event files; returns a ``ModuleMapData``."""
     cfg = cfg if isinstance(cfg, ModuleMapConfig) else from_dict(ModuleMapConfig, cfg, "module_map")
-    acc = _Accumulator(len(DOUBLET_FEATURES))
+    kinds = [("doublets", target_doublets, _Accumulator(len(DOUBLET_FEATURES), 2))]
+    if cfg.triplets:
+        kinds.append(("triplets", target_triplets, _Accumulator(len(TRIPLET_FEATURES), 3)))
     catalogue = ModuleCatalogue()
     n_used = 0
 
@@ -205,49 +292,116 @@ def build_module_map(
             else:
                 yield from read_map_events(item)
 
-    pending_pairs, pending_feats, pending = [], [], 0
+    # per kind: (module tuples, quantities) of events not yet merged into the accumulator
+    pending = {name: ([], []) for name, _, _ in kinds}
+
+    def flush(name, acc, limit=0):
+        mods, feats = pending[name]
+        if mods and sum(len(m) for m in mods) > limit:
+            acc.add(np.concatenate(mods), np.concatenate(feats))
+            pending[name] = ([], [])
+
     total = safe_total(lambda: _count_events(events, cfg.n_events))
     for ev in progress(_events(), total=total, desc="module map", unit="events", logger=log):
         if cfg.n_events is not None and n_used >= cfg.n_events:
             break
-        pairs, feats = target_doublets(ev)
         catalogue.add(ev)
-        pending_pairs.append(pairs)
-        pending_feats.append(feats)
-        pending += len(pairs)
         n_used += 1
-        if pending > 2_000_000:
-            acc.add(np.concatenate(pending_pairs), np.concatenate(pending_feats))
-            pending_pairs, pending_feats, pending = [], [], 0
-    if pending_pairs:
-        acc.add(np.concatenate(pending_pairs), np.concatenate(pending_feats))
-    if cfg.symmetry in ("phi", "phi_z"):
-        stats = {"count": acc.count, "min": acc.min, "max": acc.max, "sum": acc.sum, "sumsq": acc.sumsq}
-        acc.pairs, stats = symmetrise(acc.pairs, stats, catalogue, z_mirror=cfg.symmetry == "phi_z")
-        acc.count, acc.min, acc.max, acc.sum, acc.sumsq = (
-            stats[k] for k in ("count", "min", "max", "sum", "sumsq")
-        )
-    keep = acc.count >= cfg.min_count
-    mean = acc.sum[keep] / np.maximum(acc.count[keep], 1)[:, None]
-    var = np.maximum(acc.sumsq[keep] / np.maximum(acc.count[keep], 1)[:, None] - mean**2, 0.0)
-    prior = width_prior(acc.pairs[keep], acc.count[keep], acc.max[keep] - acc.min[keep], catalogue)
+        for name, extract, acc in kinds:
+            mods, feats = extract(ev)
+            pending[name][0].append(mods)
+            pending[name][1].append(feats)
+            flush(name, acc, limit=2_000_000)
+    for name, _, acc in kinds:
+        flush(name, acc)
+    d = _finish(kinds[0][2], catalogue, cfg, triplets=False)
+    trip = TripletWindows(**_finish(kinds[1][2], catalogue, cfg, triplets=True)) if cfg.triplets else None
     return ModuleMapData(
-        modules=acc.pairs[keep].view(np.uint64),
-        count=acc.count[keep],
-        min=acc.min[keep],
-        max=acc.max[keep],
-        mean=mean.astype(np.float32),
-        rms=np.sqrt(var).astype(np.float32),
+        **{k: d[k] for k in ("modules", "count", "min", "max", "mean", "rms", "width_prior")},
         n_events=n_used,
         cuts={
             "cut": cfg.cut,
             "tolerance": cfg.tolerance,
             "n_sigma": cfg.n_sigma,
             "small_count_margin": cfg.small_count_margin,
+            "triplets": cfg.triplets,
         },
         symmetry=cfg.symmetry,
-        width_prior=prior,
+        triplets=trip,
     )
+
+
+_STAT_NAMES = ("min", "max", "mean", "rms")
+
+
+@dataclass
+class TripletWindows:
+    """The triplet part of a module map (numpy): module triplets (A, B, C) with their statistics."""
+
+    modules: np.ndarray  # (T, 3) uint64
+    count: np.ndarray  # (T,)
+    min: np.ndarray  # (T, len(TRIPLET_FEATURES))
+    max: np.ndarray
+    mean: np.ndarray
+    rms: np.ndarray
+    width_prior: np.ndarray | None = None
+
+    @property
+    def n_triplets(self) -> int:
+        return len(self.count)
+
+
+def _write_windows(w: SealedWriter, g, data, compress: bool = False) -> None:
+    opts = {"compression": "gzip", "compression_opts": 4, "shuffle": True} if compress else {}
+    if compress and len(data.count) == 0:
+        opts = {}
+    w.dataset(g, "modules", np.asarray(data.modules, np.uint64), **opts)
+    w.dataset(g, "count", np.asarray(data.count, np.int64), **opts)
+    for name in _STAT_NAMES:
+        w.dataset(g, name, np.asarray(getattr(data, name), np.float32), **opts)
+    if data.width_prior is not None:
+        w.dataset(g, "width_prior", np.asarray(data.width_prior, np.float32), **opts)
+
+
+def _read_windows(r, f, group: str, n_modules: int, n_features: int, path) -> dict:
+    """The datasets of one window group (doublets or triplets), shapes and values checked."""
+    if group not in f:
+        raise InputError("missing group", file=path, field=group)
+    g = r.group(f, group)
+    members = r.names(g)
+    data = {}
+    for name in ("modules", "count", *_STAT_NAMES):
+        data[name] = r.read(g, name, field=f"{group}/{name}")
+    data["width_prior"] = (
+        r.read(g, "width_prior", field=f"{group}/width_prior") if "width_prior" in members else None
+    )
+    p = len(data["count"])
+    if data["modules"].shape != (p, n_modules):
+        raise InputError(
+            f"shape {data['modules'].shape} != ({p}, {n_modules})", file=path, field=f"{group}/modules"
+        )
+    for name in _STAT_NAMES:
+        if data[name].shape != (p, n_features):
+            raise InputError(
+                f"shape {data[name].shape} != ({p}, {n_features})", file=path, field=f"{group}/{name}"
+            )
+        if not np.all(np.isfinite(data[name])):
+            raise InputError("non-finite values", file=path, field=f"{group}/{name}")
+    if np.any(data["max"] < data["min"]):
+        raise InputError(f"max < min for some module {group[:-1]}", file=path, field=f"{group}/max")
+    prior = data["width_prior"]
+    if prior is not None and (prior.shape != (p, n_features) or not np.all(np.isfinite(prior))):
+        raise InputError(
+            f"shape {prior.shape} != ({p}, {n_features}) or non-finite values",
+            file=path,
+            field=f"{group}/width_prior",
+        )
+    return {
+        "modules": data["modules"].astype(np.uint64),
+        "count": data["count"].astype(np.int64),
+        **{name: data[name].astype(np.float32) for name in _STAT_NAMES},
+        "width_prior": None if prior is None else prior.astype(np.float32),
+    }
 
 
 @dataclass
@@ -261,12 +415,16 @@ class ModuleMapData:
     mean: np.ndarray
     rms: np.ndarray
     n_events: int
-    #: default cut settings of this map (cut, tolerance, n_sigma)
+    #: default cut settings of this map (cut, tolerance, n_sigma, small_count_margin, triplets)
     cuts: dict = field(default_factory=lambda: {"cut": "minmax", "tolerance": 0.1, "n_sigma": 5.0})
     features: tuple[str, ...] = DOUBLET_FEATURES
     symmetry: str = "none"
     #: (P, F) typical width of the pair's layer-pair windows (None in maps written before it existed)
     width_prior: np.ndarray | None = None
+    #: module-triplet windows (None: a doublet-only map, e.g. every version 1 file)
+    triplets: TripletWindows | None = None
+    #: the file the map was read from (None: built in memory); named in errors
+    source: str | None = None
 
     @property
     def n_pairs(self) -> int:
@@ -281,15 +439,15 @@ class ModuleMapData:
             f.attrs["n_events"] = int(self.n_events)
             f.attrs["features"] = list(self.features)
             f.attrs["symmetry"] = self.symmetry
-            for k, v in self.cuts.items():
+            cuts = {**self.cuts, "triplets": bool(self.cuts.get("triplets", False))}
+            if cuts["triplets"] and self.triplets is None:
+                raise ValueError("cuts ask for triplets but the map has no triplet windows")
+            for k, v in cuts.items():
                 f.attrs[f"cut_{k}"] = v
-            g = w.group(f, "doublets")
-            w.dataset(g, "modules", np.asarray(self.modules, np.uint64))
-            w.dataset(g, "count", np.asarray(self.count, np.int64))
-            for name in ("min", "max", "mean", "rms"):
-                w.dataset(g, name, np.asarray(getattr(self, name), np.float32))
-            if self.width_prior is not None:
-                w.dataset(g, "width_prior", np.asarray(self.width_prior, np.float32))
+            _write_windows(w, w.group(f, "doublets"), self)
+            if self.triplets is not None:
+                f.attrs["triplet_features"] = list(TRIPLET_FEATURES)
+                _write_windows(w, w.group(f, "triplets"), self.triplets, compress=True)
             w.seal()
 
     @classmethod
@@ -298,6 +456,13 @@ class ModuleMapData:
         the file's digest, a bad shape or value) is an ``InputError`` naming the field."""
         with open_verified(path, FORMAT, what="module map file") as r, read_errors(path):
             f = r.f
+            version = int(f.attrs.get("version", 1))
+            if version > VERSION:
+                raise InputError(
+                    f"format version {version} is newer than this gnntrack reads (<= {VERSION})",
+                    file=path,
+                    field="version",
+                )
             features = tuple(str(x) for x in f.attrs.get("features", ()))
             if features != DOUBLET_FEATURES:
                 raise InputError(
@@ -307,16 +472,17 @@ class ModuleMapData:
                 )
             if "n_events" not in f.attrs:
                 raise InputError("missing attribute", file=path, field="n_events")
-            if "doublets" not in f:
-                raise InputError("missing group", file=path, field="doublets")
-            g = r.group(f, "doublets")
-            members = r.names(g)
-            data = {}
-            for name in ("modules", "count", "min", "max", "mean", "rms"):
-                data[name] = r.read(g, name, field=f"doublets/{name}")
-            prior = (
-                r.read(g, "width_prior", field="doublets/width_prior") if "width_prior" in members else None
-            )
+            data = _read_windows(r, f, "doublets", 2, len(DOUBLET_FEATURES), path)
+            trip = None
+            if "triplets" in f:
+                t_features = tuple(str(x) for x in f.attrs.get("triplet_features", ()))
+                if t_features != TRIPLET_FEATURES:
+                    raise InputError(
+                        f"triplet features {list(t_features)} != expected {list(TRIPLET_FEATURES)}",
+                        file=path,
+                        field="triplet_features",
+                    )
+                trip = TripletWindows(**_read_windows(r, f, "triplets", 3, len(TRIPLET_FEATURES), path))
             n_events = int(f.attrs["n_events"])
             symmetry = str(f.attrs.get("symmetry", "none"))
             cuts = {}
@@ -325,6 +491,7 @@ class ModuleMapData:
                 ("tolerance", float),
                 ("n_sigma", float),
                 ("small_count_margin", float),
+                ("triplets", bool),
             ):
                 if f"cut_{k}" in f.attrs:
                     v = f.attrs[f"cut_{k}"]
@@ -334,41 +501,17 @@ class ModuleMapData:
         for k in ("tolerance", "n_sigma", "small_count_margin"):
             if k in cuts and not (np.isfinite(cuts[k]) and cuts[k] >= 0):
                 raise InputError(f"{cuts[k]} is not a finite number >= 0", file=path, field=f"cut_{k}")
-        p = len(data["count"])
-        if data["modules"].shape != (p, 2):
+        if cuts.get("triplets", False) and trip is None:
             raise InputError(
-                f"shape {data['modules'].shape} != ({p}, 2)", file=path, field="doublets/modules"
-            )
-        for name in ("min", "max", "mean", "rms"):
-            if data[name].shape != (p, len(DOUBLET_FEATURES)):
-                raise InputError(
-                    f"shape {data[name].shape} != ({p}, {len(DOUBLET_FEATURES)})",
-                    file=path,
-                    field=f"doublets/{name}",
-                )
-            if not np.all(np.isfinite(data[name])):
-                raise InputError("non-finite values", file=path, field=f"doublets/{name}")
-        if np.any(data["max"] < data["min"]):
-            raise InputError("max < min for some module pair", file=path, field="doublets/max")
-        if prior is not None and (
-            prior.shape != (p, len(DOUBLET_FEATURES)) or not np.all(np.isfinite(prior))
-        ):
-            raise InputError(
-                f"shape {prior.shape} != ({p}, {len(DOUBLET_FEATURES)}) or non-finite values",
-                file=path,
-                field="doublets/width_prior",
+                "cut_triplets is set but the file has no triplets group", file=path, field="triplets"
             )
         return cls(
-            modules=data["modules"].astype(np.uint64),
-            count=data["count"].astype(np.int64),
-            min=data["min"].astype(np.float32),
-            max=data["max"].astype(np.float32),
-            mean=data["mean"].astype(np.float32),
-            rms=data["rms"].astype(np.float32),
+            **data,
             n_events=n_events,
             cuts=cuts,
             symmetry=symmetry,
-            width_prior=None if prior is None else prior.astype(np.float32),
+            triplets=trip,
+            source=str(path),
         )
 
 
@@ -401,19 +544,38 @@ class ModuleMap:
         n_sigma: float | None = None,
         chunk_size: int = DEFAULT_CHUNK,
         small_count_margin: float | None = None,
+        triplets: bool | None = None,
     ):
         """Cut settings left None come from the map file (its build config); maps without a
-        width prior (written before it existed) get no small-count margin."""
-        stored = {"cut": "minmax", "tolerance": 0.1, "n_sigma": 5.0, "small_count_margin": 0.0, **data.cuts}
+        width prior (written before it existed) get no small-count margin. ``triplets``: keep
+        only doublets of a triplet inside the map's triplet windows (an ``InputError`` naming the
+        file if the map has none)."""
+        stored = {
+            "cut": "minmax",
+            "tolerance": 0.1,
+            "n_sigma": 5.0,
+            "small_count_margin": 0.0,
+            "triplets": False,
+            **data.cuts,
+        }
         cut = stored["cut"] if cut is None else cut
         tolerance = float(stored["tolerance"] if tolerance is None else tolerance)
         n_sigma = float(stored["n_sigma"] if n_sigma is None else n_sigma)
         margin_k = float(stored["small_count_margin"] if small_count_margin is None else small_count_margin)
+        triplets = bool(stored["triplets"] if triplets is None else triplets)
         if cut not in ("minmax", "mean_rms"):
             raise ValueError(f"unknown module map cut {cut!r}; choose minmax or mean_rms")
         if tolerance < 0 or n_sigma < 0 or margin_k < 0:
             raise ValueError("tolerance, n_sigma and small_count_margin must be >= 0")
+        if triplets and data.triplets is None:
+            raise InputError(
+                "triplet cuts requested, but this module map has no triplet windows "
+                "(rebuild it with module_map.triplets: true)",
+                file=data.source if data.source is not None else "<module map built in memory>",
+                field="triplets",
+            )
         self.small_count_margin = margin_k
+        self.triplets = triplets
         self.data = data
         self.device = resolve_device(device)
         self.cut, self.tolerance, self.n_sigma, self.chunk_size = (
@@ -425,27 +587,66 @@ class ModuleMap:
         pairs = torch.from_numpy(np.ascontiguousarray(data.modules).view(np.int64))
         self.modules, inv = torch.unique(pairs.reshape(-1), return_inverse=True)  # sorted int64
         inv = inv.reshape(-1, 2)
-        mn, mx = torch.from_numpy(data.min).double(), torch.from_numpy(data.max).double()
-        if cut == "minmax":
-            margin = self.tolerance * (mx - mn)
-            if margin_k > 0 and data.width_prior is not None:
-                n = torch.from_numpy(np.asarray(data.count, np.float64))[:, None]
-                margin = margin + margin_k * torch.from_numpy(data.width_prior).double() / (n + 1.0)
-            lo, hi = mn - margin, mx + margin
-        else:
-            mean, rms = torch.from_numpy(data.mean).double(), torch.from_numpy(data.rms).double()
-            lo, hi = mean - self.n_sigma * rms, mean + self.n_sigma * rms
-        lo = lo - _ROUND_REL * lo.abs() - _ROUND_ABS
-        hi = hi + _ROUND_REL * hi.abs() + _ROUND_ABS
+        lo, hi = self._windows(data)
         self.modules = self.modules.to(self.device)
         self.pair_src = inv[:, 0].to(self.device)
         self.pair_dst = inv[:, 1].to(self.device)
         self.lo = lo.float().to(self.device)
         self.hi = hi.float().to(self.device)
+        if triplets:
+            self._init_triplets(data.triplets, inv)
+
+    def _windows(self, w) -> tuple[torch.Tensor, torch.Tensor]:
+        """(lo, hi) float64 windows of doublet or triplet statistics ``w`` at this map's cuts."""
+        mn, mx = torch.from_numpy(w.min).double(), torch.from_numpy(w.max).double()
+        if self.cut == "minmax":
+            margin = self.tolerance * (mx - mn)
+            if self.small_count_margin > 0 and w.width_prior is not None:
+                n = torch.from_numpy(np.asarray(w.count, np.float64))[:, None]
+                prior = torch.from_numpy(w.width_prior).double()
+                margin = margin + self.small_count_margin * prior / (n + 1.0)
+            lo, hi = mn - margin, mx + margin
+        else:
+            mean, rms = torch.from_numpy(w.mean).double(), torch.from_numpy(w.rms).double()
+            lo, hi = mean - self.n_sigma * rms, mean + self.n_sigma * rms
+        lo = lo - _ROUND_REL * lo.abs() - _ROUND_ABS
+        hi = hi + _ROUND_REL * hi.abs() + _ROUND_ABS
+        return lo, hi
+
+    def _init_triplets(self, t: TripletWindows, pair_modules: torch.Tensor) -> None:
+        """Triplet windows keyed by (pair id of A -> B) * n_pairs + (pair id of B -> C), sorted;
+        triplets whose pairs are not in the doublet map can never be formed and are dropped."""
+        n_pairs = pair_modules.shape[0]
+        m = self.modules.numel()
+        pair_code = pair_modules[:, 0] * m + pair_modules[:, 1]
+        pair_order = torch.argsort(pair_code)
+        pair_sorted = pair_code[pair_order]
+        mods = torch.from_numpy(np.ascontiguousarray(t.modules).view(np.int64)).reshape(-1, 3)
+        modules = self.modules.cpu()
+        idx = torch.searchsorted(modules, mods).clamp_(max=max(m - 1, 0))
+        ok = (modules[idx] == mods).all(1) if m else torch.zeros(len(mods), dtype=torch.bool)
+
+        def pair_id(a, b):
+            code = idx[:, a] * m + idx[:, b]
+            pos = torch.searchsorted(pair_sorted, code).clamp_(max=max(n_pairs - 1, 0))
+            found = pair_sorted[pos] == code if n_pairs else torch.zeros_like(code, dtype=torch.bool)
+            return pair_order[pos] if n_pairs else pos, found
+
+        p_ab, f_ab = pair_id(0, 1)
+        p_bc, f_bc = pair_id(1, 2)
+        ok = ok & f_ab & f_bc
+        key = p_ab[ok] * n_pairs + p_bc[ok]
+        lo, hi = self._windows(t)
+        order = torch.argsort(key)
+        self.n_pairs = n_pairs
+        self.triplet_key = key[order].to(self.device)
+        self.triplet_lo = lo[ok][order].float().to(self.device)
+        self.triplet_hi = hi[ok][order].float().to(self.device)
 
     @classmethod
     def load(cls, path: str | Path, device="auto", **cut) -> ModuleMap:
-        """Read a map file onto ``device``; ``cut`` = cut, tolerance, n_sigma, chunk_size."""
+        """Read a map file onto ``device``; ``cut`` = cut, tolerance, n_sigma, chunk_size,
+        small_count_margin, triplets."""
         return cls(ModuleMapData.read(path), device=device, **cut)
 
     @property
@@ -453,7 +654,7 @@ class ModuleMap:
         return self.data.n_events
 
     def with_cuts(
-        self, cut=None, tolerance=None, n_sigma=None, device=None, small_count_margin=None
+        self, cut=None, tolerance=None, n_sigma=None, device=None, small_count_margin=None, triplets=None
     ) -> ModuleMap:
         """The same map with other cut settings (None keeps the current one)."""
         return ModuleMap(
@@ -464,6 +665,7 @@ class ModuleMap:
             self.n_sigma if n_sigma is None else n_sigma,
             self.chunk_size,
             self.small_count_margin if small_count_margin is None else small_count_margin,
+            self.triplets if triplets is None else triplets,
         )
 
     def to(self, device) -> ModuleMap:
@@ -563,6 +765,65 @@ class ModuleMap:
             pid = pid.index_select(0, r)
             q = doublet_features(h, src, dst)
             ok = ((q >= self.lo.index_select(0, pid)) & (q <= self.hi.index_select(0, pid))).all(1)
-            out.append(torch.stack([src[ok], dst[ok]]))
+            out.append((src[ok], dst[ok], pid[ok], q[ok]) if self.triplets else (src[ok], dst[ok]))
             start = stop
-        return orient_outward(torch.cat(out, 1), h)
+        parts = [torch.cat(x) for x in zip(*out)]
+        if self.triplets:
+            keep = self._in_triplet(h, *parts)
+            parts = [parts[0][keep], parts[1][keep]]
+        return orient_outward(torch.stack(parts[:2]), h)
+
+    def _in_triplet(
+        self,
+        h: Mapping[str, torch.Tensor],
+        src: torch.Tensor,
+        dst: torch.Tensor,
+        pid: torch.Tensor,
+        q: torch.Tensor,
+    ) -> torch.Tensor:
+        """(E,) bool: the doublets src -> dst (module pair ``pid``, quantities ``q``) that are the
+        first or the second doublet of a triplet a -> b -> c of two such doublets whose module
+        triplet is mapped and whose ``TRIPLET_FEATURES`` lie in its windows.
+
+        Every doublet ending at a hit b is paired with every doublet starting there (CSR over the
+        doublets sorted by source hit), in chunks of at most ``chunk_size`` candidate triplets;
+        the module triplet is found by a binary search of its (pair, pair) key.
+        """
+        dev = src.device
+        n = src.numel()
+        keep = torch.zeros(n, dtype=torch.bool, device=dev)
+        if n == 0 or self.triplet_key.numel() == 0:
+            return keep
+        alpha = doublet_direction(h, src, dst)
+        out_order = torch.argsort(src)
+        out_src = src.index_select(0, out_order)
+        lo = torch.searchsorted(out_src, dst)
+        cnt = torch.searchsorted(out_src, dst, right=True) - lo  # doublets continuing each one
+        cum = torch.cumsum(cnt, 0)
+        n_key = self.triplet_key.numel()
+        start = 0
+        while start < n:
+            base = int(cum[start - 1]) if start > 0 else 0
+            stop = int(torch.searchsorted(cum, torch.tensor(base + self.chunk_size, device=dev), right=True))
+            stop = max(stop, start + 1)
+            c = cnt[start:stop]
+            i = torch.repeat_interleave(torch.arange(start, stop, device=dev), c)
+            local = torch.arange(i.numel(), device=dev) - torch.repeat_interleave(torch.cumsum(c, 0) - c, c)
+            j = out_order.index_select(0, lo.index_select(0, i) + local)
+            key = pid.index_select(0, i) * self.n_pairs + pid.index_select(0, j)
+            t = torch.searchsorted(self.triplet_key, key).clamp_(max=n_key - 1)
+            # (a hit pair mapped both ways would form a -> b -> a)
+            hit = (self.triplet_key.index_select(0, t) == key) & (
+                src.index_select(0, i) != dst.index_select(0, j)
+            )
+            sel = torch.nonzero(hit).squeeze(1)
+            i, j, t = i.index_select(0, sel), j.index_select(0, sel), t.index_select(0, sel)
+            f = triplet_features(
+                q.index_select(0, i), q.index_select(0, j), alpha.index_select(0, i), alpha.index_select(0, j)
+            )
+            lo_t, hi_t = self.triplet_lo.index_select(0, t), self.triplet_hi.index_select(0, t)
+            ok = ((f >= lo_t) & (f <= hi_t)).all(1)
+            keep[i[ok]] = True
+            keep[j[ok]] = True
+            start = stop
+        return keep

@@ -307,9 +307,27 @@ def symmetrise(
     merged = _group_stats({k: v[known] for k, v in stats.items()}, cls, c)
     if z_mirror:
         classes, merged = _merge_z_mirror(classes, merged, mirror_rings(catalogue))
-        c = len(classes)
 
-    # expand: for every class and every phi index i of ring A, the j of ring B in the class bin
+    out_cls, src_mod, dst_mod = _expand_classes(classes, modules, ring, pm, n_phi)
+    new_pairs = np.stack([src_mod, dst_mod], 1)
+    out = {k: v[out_cls] for k, v in merged.items()}
+    # pairs outside the catalogue survive unchanged
+    unknown = ~known
+    if unknown.any():
+        new_pairs = np.concatenate([new_pairs, pairs[unknown]])
+        out = {k: np.concatenate([out[k], stats[k][unknown]]) for k in out}
+    uniq, first = np.unique(new_pairs, axis=0, return_index=True)
+    return uniq, {k: v[first] for k, v in out.items()}
+
+
+def _expand_classes(classes: np.ndarray, modules, ring, pm, n_phi):
+    """Concrete module pairs of pair classes (ring A, ring B, bin) (``catalogue.table()`` arrays).
+
+    Returns (class row, source module, destination module) for every catalogue module i of ring
+    A and j of ring B whose relative placement falls in the class bin (no pair of a module with
+    itself)."""
+    c = len(classes)
+    # for every class and every phi index i of ring A, the j of ring B in the class bin
     ca, cb, cbin = classes[:, 0], classes[:, 1], classes[:, 2]
     n_a, n_b = n_phi[ca], n_phi[cb]
     rep = np.repeat(np.arange(c), n_a)
@@ -339,17 +357,58 @@ def symmetrise(
     local = np.arange(len(e)) - np.repeat(np.cumsum(n_prod) - n_prod, n_prod)
     src_mod = modules[order[src_lo[e] + local // np.maximum(n_dst[e], 1)]]
     dst_mod = modules[order[dst_lo[e] + local % np.maximum(n_dst[e], 1)]]
-    out_cls = cand_cls[e]
     keep = src_mod != dst_mod
-    new_pairs = np.stack([src_mod[keep], dst_mod[keep]], 1)
-    out_cls = out_cls[keep]
-    out = {k: v[out_cls] for k, v in merged.items()}
-    # pairs outside the catalogue survive unchanged
+    return cand_cls[e][keep], src_mod[keep], dst_mod[keep]
+
+
+def _ranges(sorted_keys: np.ndarray, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each query, (index of the query, position in ``sorted_keys``) of every equal key."""
+    lo = np.searchsorted(sorted_keys, queries, side="left")
+    n = np.searchsorted(sorted_keys, queries, side="right") - lo
+    q = np.repeat(np.arange(len(queries)), n)
+    return q, lo[q] + np.arange(len(q)) - np.repeat(np.cumsum(n) - n, n)
+
+
+def symmetrise_triplets(triplets: np.ndarray, stats: dict[str, np.ndarray], catalogue: ModuleCatalogue):
+    """``symmetrise`` for module triplets (A, B, C): φ rotation only (no z mirror).
+
+    A class is (ring A, ring B, ring C, bin of A -> B, bin of B -> C) (relative placements as for
+    pairs). Each class is expanded to every concrete triplet: the concrete pairs of its A -> B
+    class joined on the middle module with the concrete pairs of its B -> C class. Triplets whose
+    modules are not in the catalogue are kept as they are.
+    """
+    modules, ring, pm, n_phi = catalogue.table()
+    if len(triplets) == 0 or len(modules) == 0:
+        return triplets, stats
+    idx = np.searchsorted(modules, triplets).clip(max=len(modules) - 1)
+    known = (modules[idx] == triplets).all(1)
+    ia, ib, ic = idx[known].T
+    ra, rb, rc = ring[ia], ring[ib], ring[ic]
+    b_ab = _delta_bin(pm[ia], n_phi[ra], pm[ib], n_phi[rb])
+    b_bc = _delta_bin(pm[ib], n_phi[rb], pm[ic], n_phi[rc])
+    classes, cls = np.unique(np.stack([ra, rb, rc, b_ab, b_bc], 1), axis=0, return_inverse=True)
+    merged = _group_stats({k: v[known] for k, v in stats.items()}, cls.reshape(-1), len(classes))
+    ab, ab_of = np.unique(classes[:, [0, 1, 3]], axis=0, return_inverse=True)
+    bc, bc_of = np.unique(classes[:, [1, 2, 4]], axis=0, return_inverse=True)
+    ab_of, bc_of = ab_of.reshape(-1), bc_of.reshape(-1)
+    # concrete A -> B pairs of each triplet class
+    e1_cls, e1_a, e1_b = _expand_classes(ab, modules, ring, pm, n_phi)
+    o1 = np.argsort(e1_cls, kind="stable")
+    t, r1 = _ranges(e1_cls[o1], ab_of)
+    a_mod, b_mod = e1_a[o1[r1]], e1_b[o1[r1]]
+    # joined with the concrete B -> C pairs of the class starting at the same middle module
+    e2_cls, e2_b, e2_c = _expand_classes(bc, modules, ring, pm, n_phi)
+    m = len(modules)
+    key2 = e2_cls * m + np.searchsorted(modules, e2_b)
+    o2 = np.argsort(key2, kind="stable")
+    q, r2 = _ranges(key2[o2], bc_of[t] * m + np.searchsorted(modules, b_mod))
+    new = np.stack([a_mod[q], b_mod[q], e2_c[o2[r2]]], 1)
+    out = {k: v[t[q]] for k, v in merged.items()}
     unknown = ~known
     if unknown.any():
-        new_pairs = np.concatenate([new_pairs, pairs[unknown]])
+        new = np.concatenate([new, triplets[unknown]])
         out = {k: np.concatenate([out[k], stats[k][unknown]]) for k in out}
-    uniq, first = np.unique(new_pairs, axis=0, return_index=True)
+    uniq, first = np.unique(new, axis=0, return_index=True)
     return uniq, {k: v[first] for k, v in out.items()}
 
 
@@ -424,6 +483,8 @@ def width_prior(
 ) -> np.ndarray:
     """(P, F) typical window width of each pair's layer pair, for widening rarely seen pairs.
 
+    ``pairs`` may also be (T, 3) module triplets: the prior is then their layer triplet's.
+
     The [min, max] of n training doublets covers a new doublet with probability (n-1)/(n+1):
     a pair seen 1-5 times has a window far narrower than its true one (on the default campaign
     such pairs lost 20-100 % of their held-out target edges). Pairs of the same two layers/disks
@@ -437,17 +498,33 @@ def width_prior(
     prior = np.zeros(width.shape, np.float32)
     if len(pairs) == 0:
         return prior
-    ia = np.searchsorted(modules, pairs[:, 0]).clip(max=max(len(modules) - 1, 0))
-    ib = np.searchsorted(modules, pairs[:, 1]).clip(max=max(len(modules) - 1, 0))
-    known = (len(modules) > 0) & (modules[ia] == pairs[:, 0]) & (modules[ib] == pairs[:, 1])
-    key = np.full((len(pairs), 6), -1, np.int64)
-    key[known] = np.concatenate([layer_of[ia[known]], layer_of[ib[known]]], axis=1)
+    known = np.zeros(len(pairs), bool)
+    idx = np.zeros(pairs.shape, np.int64)
+    if len(modules):
+        idx = np.searchsorted(modules, pairs).clip(max=len(modules) - 1)
+        known = (modules[idx] == pairs).all(1)
+    key = np.full((len(pairs), 3 * pairs.shape[1]), -1, np.int64)
+    key[known] = layer_of[idx[known]].reshape(int(known.sum()), -1)
     _, group = np.unique(key, axis=0, return_inverse=True)
     group = group.reshape(-1)
     good = (count >= min_count) & known
     fallback = np.median(width[good], axis=0) if good.any() else np.median(width, axis=0)
     prior[:] = fallback
-    for g in np.unique(group[good]):
-        sel = group == g
-        prior[sel] = np.median(width[sel & good], axis=0)
+    if good.any():
+        g, med = _group_median(group[good], width[good])
+        pos = np.searchsorted(g, group).clip(max=len(g) - 1)
+        has = g[pos] == group
+        prior[has] = med[pos[has]]
     return prior
+
+
+def _group_median(group: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(sorted distinct groups (G,), per-group median of each column of ``values`` (G, F))."""
+    g, n = np.unique(group, return_counts=True)
+    start = np.cumsum(n) - n
+    lo, hi = start + (n - 1) // 2, start + n // 2
+    out = np.zeros((len(g), values.shape[1]), values.dtype)
+    for f in range(values.shape[1]):  # a few features
+        v = values[np.lexsort((values[:, f], group)), f]
+        out[:, f] = (v[lo] + v[hi]) / 2  # as np.median
+    return g, out
