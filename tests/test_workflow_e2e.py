@@ -76,6 +76,50 @@ def test_html_report_holds_the_evaluation(campaign):
     assert "summary.json" in html and "Evaluation" in html
 
 
+def test_reference_bundle_packs_checks_and_runs(campaign, tmp_path):
+    """A finished campaign packed into a reference bundle: the card's check numbers come back
+    when the bundle is rerun, a damaged file is refused, and infer --reference makes tracks."""
+    from gnntrack.campaign import load_campaign
+    from gnntrack.cli import main
+    from gnntrack.io.errors import InputError
+    from gnntrack.io.event_store import event_keys
+    from gnntrack.reference import CHECK_METRICS, Reference, pack_reference
+
+    res = campaign / "results" / CAMPAIGN
+    check_events = sorted((res / "events" / "test").glob("*.h5"))[0]
+    cfg = load_campaign([campaign / "config/config.yaml", campaign / TINY])
+    bundle = tmp_path / "bundle"
+    card = pack_reference(
+        res, cfg, bundle, check_events=check_events, command="snakemake --configfile " + TINY
+    )
+    assert set(card["files"]) >= {"module_map.h5", "filter.pt", "gnn.pt", "campaign.yaml", "check.h5"}
+    assert card["test"]["ATLAS"]["target_particles"] > 0
+    assert card["models"]["gnn"]["working_point"]["score_cut"] > 0
+    assert card["models"]["gnn"]["training_seconds"] > 0
+    assert (bundle / "card.md").read_text().startswith("# Reference models: test_tiny")
+
+    ref = Reference.load(bundle)
+    result = ref.check("cpu")
+    assert {f"{s}_{n}" for s, n in CHECK_METRICS} <= set(result)
+    # the check on the same machine reproduces the card exactly
+    assert all(card_v == now for card_v, now in result.values())
+
+    out = tmp_path / "tracks.h5"
+    assert (
+        main(["infer", "--reference", str(bundle), "--device", "cpu", str(check_events), "-o", str(out)]) == 0
+    )
+    with h5py.File(out) as h5:
+        assert len(h5["tracks"]) == len(event_keys(check_events))
+
+    # a changed model file no longer matches the card
+    gnn = bundle / "gnn.pt"
+    gnn.write_bytes(gnn.read_bytes() + b"x")
+    with pytest.raises(InputError, match="SHA-256"):
+        Reference.load(bundle)
+    assert main(["infer", "--reference", str(bundle), str(check_events), "-o", str(tmp_path / "t2.h5")]) == 2
+    assert not (tmp_path / "t2.h5").exists()
+
+
 def test_gnn_change_reruns_gnn_and_descendants_only(campaign):
     gnn = tiny_config()["gnn"]
     (campaign / "extra.yaml").write_text(yaml.safe_dump({"gnn": {"hidden": gnn["hidden"] + 8}}))

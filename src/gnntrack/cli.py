@@ -155,18 +155,52 @@ def cmd_score_gnn(args):
 
 
 def cmd_infer(args):
+    from gnntrack.campaign import merge_campaigns
     from gnntrack.inference import run_infer
+    from gnntrack.reference import Reference
 
+    models = {"module_map": args.module_map, "embedding": args.embedding, "filter": args.filter_model, "gnn": args.gnn_model}  # fmt: skip
+    campaign = load_campaign(args.config)
+    if args.reference is not None:
+        ref = Reference.load(args.reference)
+        campaign = merge_campaigns(ref.campaign, campaign)
+        check_campaign(campaign)
+        models = {k: v if v is not None else ref.path(k) for k, v in models.items()}
+    if models["gnn"] is None:
+        raise ConfigError("infer: give --gnn-model (or --reference)")
     run_infer(
         args.events,
         args.output,
-        _cfg(args, "inference"),
-        module_map=args.module_map,
-        embedding=args.embedding,
-        filter_model=args.filter_model,
-        gnn_model=args.gnn_model,
+        stage_config("inference", campaign, args.set),
+        module_map=models["module_map"],
+        embedding=models["embedding"],
+        filter_model=models["filter"],
+        gnn_model=models["gnn"],
         device=args.device,
     )
+
+
+def cmd_pack_reference(args):
+    from gnntrack.reference import pack_reference
+
+    card = pack_reference(
+        args.campaign_dir,
+        load_campaign(args.config),
+        args.output,
+        check_events=args.check_events,
+        command=args.command_line,
+        notes=args.notes,
+        device=args.device,
+    )
+    print(f"{args.output}: {', '.join(card['files'])}")
+
+
+def cmd_check_reference(args):
+    from gnntrack.reference import Reference
+
+    ref = Reference.load(args.reference)
+    for k, (card, now) in ref.check(args.device).items():
+        print(f"{k}: card {card:.4f}, now {now:.4f}")
 
 
 def cmd_reassociate(args):
@@ -254,8 +288,14 @@ def _models(p: argparse.ArgumentParser) -> None:
     g = p.add_mutually_exclusive_group(required=True)
     g.add_argument("--module-map", type=Path, help="module map (graph_construction.method=module_map)")
     g.add_argument("--embedding", type=Path, help="metric-learning model (method=metric_learning)")
+    g.add_argument(
+        "--reference",
+        type=Path,
+        help="reference model bundle (e.g. models/reference/physics_mu200): its models and its "
+        "campaign's settings; -c/--set and explicit model options override them",
+    )
     p.add_argument("--filter-model", type=Path, help="edge filter model (when the filter runs)")
-    p.add_argument("--gnn-model", type=Path, required=True)
+    p.add_argument("--gnn-model", type=Path, help="GNN model (required without --reference)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -331,6 +371,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("events", type=Path)
     _models(p)
     p.add_argument("-o", "--output", type=Path, required=True)
+
+    p = add(
+        "pack-reference",
+        cmd_pack_reference,
+        "a finished campaign's models -> reference bundle with model cards",
+        device=True,
+    )
+    p.add_argument(
+        "campaign_dir", type=Path, help="the campaign's results folder, e.g. results/physics_mu200"
+    )
+    p.add_argument(
+        "--check-events", type=Path, help="small events file the card's check numbers are measured on"
+    )
+    p.add_argument("--command-line", help="the command that ran the campaign (recorded in the card)")
+    p.add_argument("--notes", help="free text for the card")
+    p.add_argument("-o", "--output", type=Path, required=True, help="bundle folder")
+
+    p = add(
+        "check-reference",
+        cmd_check_reference,
+        "rerun a reference bundle's check event against its card",
+        device=True,
+    )
+    p.add_argument("reference", type=Path)
 
     p = add("reassociate", cmd_reassociate, "tracks -> ordered clusters and per-event CSVs")
     p.add_argument("events", type=Path)

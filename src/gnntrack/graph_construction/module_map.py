@@ -13,6 +13,7 @@ file::
     /doublets/width_prior  (P, F) float32 (optional, see ``module_symmetry.width_prior``)
     /triplets/...   (version 2, optional) the same datasets for module triplets (T, 3) with the
                     ``geometry.TRIPLET_FEATURES``; attrs triplet_features, cut_triplets
+    (every dataset written with ``MAP_COMPRESSION``)
 
 Triplets (``module_map.triplets``, as GNN4ITk's module map): building also records every module
 triplet (A, B, C) crossed by a target particle's consecutive truth doublets a -> b -> c with the
@@ -331,6 +332,11 @@ def build_module_map(
     )
 
 
+#: HDF5 filters of every map dataset: byte shuffle + gzip shrink the default campaign's map from
+#: 65 MB to 6.5 MB (sorted module ids and repeated window edges compress well); reading it back
+#: takes ~0.2 s. Readers need nothing special: HDF5 undoes the filters.
+MAP_COMPRESSION = {"compression": "gzip", "compression_opts": 4, "shuffle": True}
+
 _STAT_NAMES = ("min", "max", "mean", "rms")
 
 
@@ -351,10 +357,9 @@ class TripletWindows:
         return len(self.count)
 
 
-def _write_windows(w: SealedWriter, g, data, compress: bool = False) -> None:
-    opts = {"compression": "gzip", "compression_opts": 4, "shuffle": True} if compress else {}
-    if compress and len(data.count) == 0:
-        opts = {}
+def _write_windows(w: SealedWriter, g, data) -> None:
+    """The datasets of one window group (doublets or triplets), compressed (``MAP_COMPRESSION``)."""
+    opts = MAP_COMPRESSION if len(data.count) else {}  # no chunked layout for empty datasets
     w.dataset(g, "modules", np.asarray(data.modules, np.uint64), **opts)
     w.dataset(g, "count", np.asarray(data.count, np.int64), **opts)
     for name in _STAT_NAMES:
@@ -447,7 +452,7 @@ class ModuleMapData:
             _write_windows(w, w.group(f, "doublets"), self)
             if self.triplets is not None:
                 f.attrs["triplet_features"] = list(TRIPLET_FEATURES)
-                _write_windows(w, w.group(f, "triplets"), self.triplets, compress=True)
+                _write_windows(w, w.group(f, "triplets"), self.triplets)
             w.seal()
 
     @classmethod
