@@ -246,7 +246,7 @@ def pack_reference(
         "data": {
             "input": campaign.get("input"),
             "shards": campaign.get("shards"),
-            "simulation": campaign.get("simulation"),
+            "simulation": _effective(campaign, "simulation"),
             "map_sample": campaign.get("map_sample"),
         },
         "models": models,
@@ -350,6 +350,16 @@ class Reference:
         return result
 
 
+def _effective(campaign: dict, section: str) -> dict | None:
+    """A stage section with every default filled in (seeds included), as plain data."""
+    from .config import ConfigError, to_dict
+
+    try:
+        return to_dict(stage_section(campaign, section))
+    except ConfigError:  # a section this version cannot resolve: record it as given
+        return campaign.get(section)
+
+
 def stage_section(campaign: dict, section: str):
     """The effective stage config of ``section`` in a bundle's campaign."""
     from .campaign import resolve_campaign
@@ -363,6 +373,22 @@ def _fmt(v: Any, digits: int = 4) -> str:
     if isinstance(v, float):
         return f"{v:.{digits}f}"
     return str(v)
+
+
+def _working_point_text(wp: dict | None) -> str:
+    """The stored cut, how it was chosen, and the validation numbers at it (not the whole scan)."""
+    if not wp:
+        return "none stored"
+    text = f"cut {_fmt(wp.get('score_cut'), 3)} ({wp.get('criterion')}"
+    if wp.get("n_events"):
+        text += f", {wp['n_events']} validation events"
+    text += ")"
+    row = next((r for r in wp.get("scan") or [] if r.get("cut") == wp.get("score_cut")), None)
+    if row:
+        text += "; there: " + ", ".join(f"{k} {_fmt(v)}" for k, v in row.items() if k != "cut")
+    if wp.get("track_building"):
+        text += f"; track building {json.dumps(wp['track_building'], sort_keys=True)}"
+    return text
 
 
 def render_card(card: dict) -> str:
@@ -417,7 +443,8 @@ def render_card(card: dict) -> str:
         lines += [
             f"- {entry['class']} ({size}); {entry['epochs_run']} epochs, best epoch {entry['best_epoch']}",
             f"- training time: {_fmt(entry.get('training_seconds'), 0)} s of wall time",
-            f"- working point: {json.dumps(entry.get('working_point'), sort_keys=True, default=str)}",
+            f"- optimiser seed {((entry.get('train_config') or {}).get('seed'))}; working point: "
+            + _working_point_text(entry.get("working_point")),
         ]
         v = entry.get("validation_at_best_epoch") or {}
         keys = [
