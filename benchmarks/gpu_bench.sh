@@ -19,7 +19,8 @@
 #
 # Usage: benchmarks/gpu_bench.sh [INPUT_DIR] [N_EVENTS]
 #   env: PYTHON (default python3), METHODS (default "module_map metric_learning"),
-#        TRAINED (default benchmarks/tmp/gpu_trained; skipped if absent), TRAIN_SECONDS (default
+#        TRAINED (default: a copy of models/reference/physics_mu200, else
+#        benchmarks/tmp/gpu_trained; skipped if absent), TRAIN_SECONDS (default
 #        120; 0 skips the training curve), EVENT_COMPRESSION (lzf | none | gzip: how the timed
 #        events are stored, default lzf as convert writes them), BUDGET (default 520 s for everything), OUT (if set, README.md and a tarball of the results
 #        are copied there for retrieval)
@@ -29,6 +30,12 @@ INPUTS=${1:-benchmarks/tmp/gpu_inputs}
 N_EVENTS=${2:-3}
 PY=${PYTHON:-python3}
 METHODS=${METHODS:-module_map metric_learning}
+# the trained chain: by default the shipped <mu> = 200 reference models (copied, so that the
+# bench's inference.yaml is not written into the bundle)
+if [[ -z "${TRAINED:-}" && -f models/reference/physics_mu200/gnn.pt ]]; then
+  TRAINED="${TMPDIR:-/tmp}/gnntrack_trained_reference"
+  mkdir -p "$TRAINED" && cp models/reference/physics_mu200/{gnn.pt,module_map.h5} "$TRAINED/"
+fi
 TRAINED=${TRAINED:-benchmarks/tmp/gpu_trained}
 TRAIN_SECONDS=${TRAIN_SECONDS:-120}
 BUDGET=${BUDGET:-520}  # seconds for the whole script; each step's timeout is capped by what is left
@@ -88,7 +95,7 @@ for METHOD in $METHODS; do
 done
 
 if [[ -f "$TRAINED/gnn.pt" && -f "$TRAINED/module_map.h5" ]]; then
-  stamp "bench module_map with the trained default-campaign GNN and map"
+  stamp "bench module_map with the trained GNN and map ($TRAINED)"
   [[ -f "$TRAINED/inference.yaml" ]] || printf 'calibrated: false\ninference: {}\n' > "$TRAINED/inference.yaml"
   timeout "$(cap 80)" "$PY" benchmarks/bench_inference.py run --inputs "$TRAINED" --events "$EVENTS" --method module_map \
     --n-events "$N_EVENTS" --warmup 1 --device cuda -o "$DEST/module_map_trained" || echo "trained bench failed" >&2
