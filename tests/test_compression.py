@@ -317,3 +317,25 @@ def test_inference_int8_setting_runs_the_quantised_models(setup):  # noqa: F811 
     assert float((a - b).abs().max()) > 0 and float((a - b).abs().mean()) < INT8_TOLERANCE
     with pytest.raises(ConfigError, match="int8"):
         from_dict(InferenceConfig, {"int8": True, "runtime": "onnx"})
+
+
+def test_linear_flops_counts_per_edge_and_per_node_work():
+    f = FilterModel(hidden=8, n_layers=2)
+    n_in = f.net[0].in_features
+    assert linear_flops(f, 100, 1000) == 2 * 1000 * (n_in * 8 + 8 * 8 + 8 * 1)
+    g = InteractionGNN(hidden=4, n_graph_iters=3, n_node_layers=1, n_edge_layers=1, edge_features=["dr"])
+    h, n, e, nf = 4, 10, 50, g.n_encoder_features
+    node_enc = nf * h + h * h
+    edge_enc = 2 * h * h * n + (1 * h * e) + h * h * e  # first layer: node blocks per node, edge block per edge
+    node_net = (3 * h * h + h * h) * n
+    edge_net = 2 * h * h * n + h * h * e + h * h * e
+    decoder = 2 * h * h * n + h * h * e + h * 1 * e
+    expected = 2 * (node_enc * n + edge_enc + 3 * (node_net + edge_net) + decoder)
+    assert linear_flops(g, n, e) == expected
+    # sparse counting sees the zeroes, dense counting does not
+    apply = magnitude_masks(g, 0.5)
+    from gnntrack.models.compression import apply_masks
+
+    apply_masks(g, apply)
+    assert linear_flops(g, n, e) == expected
+    assert linear_flops(g, n, e, sparse=True) < 0.6 * expected

@@ -208,6 +208,7 @@ def linear_flops(model: nn.Module, n_nodes: int, n_edges: int, sparse: bool = Fa
         n = int((w != 0).sum()) if sparse else w.numel()
         return 2 * n * rows
 
+    pair_nodes = _pair_node_widths(model)
     total = 0
     for name, mlp in model.named_modules():
         if not isinstance(mlp, nn.Sequential):
@@ -217,11 +218,8 @@ def linear_flops(model: nn.Module, n_nodes: int, n_edges: int, sparse: bool = Fa
         linears = [m for m in mlp if isinstance(m, nn.Linear)]
         for i, lin in enumerate(linears):
             w = lin.weight.detach()
-            if i == 0 and isinstance(mlp, PairMLP) and w.shape[1] >= 2:
-                hidden = getattr(model, "config", {}).get("hidden", 0)
-                node_cols = 2 * hidden if w.shape[1] > 2 * hidden else 0
-                if name == "decoder" and w.shape[1] == hidden:
-                    node_cols = 0  # edge decoder: the edge latent only
+            if i == 0 and isinstance(mlp, PairMLP) and name in pair_nodes:
+                node_cols = 2 * pair_nodes[name]  # source and target blocks: once per node
                 total += repeat * (cost(w[:, :node_cols], n_nodes) + cost(w[:, node_cols:], n_edges))
             else:
                 total += repeat * cost(w, n_edges if per_edge else n_nodes)
