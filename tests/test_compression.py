@@ -28,6 +28,7 @@ from gnntrack.io.features import node_features
 from gnntrack.models import FilterModel, InteractionGNN, load_model, save_model
 from gnntrack.models.compression import (
     MaskKeeper,
+    apply_masks,
     linear_flops,
     linear_layers,
     magnitude_masks,
@@ -326,16 +327,14 @@ def test_linear_flops_counts_per_edge_and_per_node_work():
     g = InteractionGNN(hidden=4, n_graph_iters=3, n_node_layers=1, n_edge_layers=1, edge_features=["dr"])
     h, n, e, nf = 4, 10, 50, g.n_encoder_features
     node_enc = nf * h + h * h
-    edge_enc = 2 * h * h * n + (1 * h * e) + h * h * e  # first layer: node blocks per node, edge block per edge
+    # a PairMLP's first layer: its two node blocks once per node, its edge block once per edge
+    edge_enc = 2 * h * h * n + 1 * h * e + h * h * e
     node_net = (3 * h * h + h * h) * n
     edge_net = 2 * h * h * n + h * h * e + h * h * e
     decoder = 2 * h * h * n + h * h * e + h * 1 * e
     expected = 2 * (node_enc * n + edge_enc + 3 * (node_net + edge_net) + decoder)
     assert linear_flops(g, n, e) == expected
     # sparse counting sees the zeroes, dense counting does not
-    apply = magnitude_masks(g, 0.5)
-    from gnntrack.models.compression import apply_masks
-
-    apply_masks(g, apply)
+    apply_masks(g, magnitude_masks(g, 0.5))
     assert linear_flops(g, n, e) == expected
     assert linear_flops(g, n, e, sparse=True) < 0.6 * expected
