@@ -24,6 +24,7 @@ from ..metrics.edges import working_point
 from ..models.registry import load_model
 from ..track_building.build import DEFAULT_SCORE_CUT
 from ..training.loop import fit
+from .compression import train_compressed
 from .data import load_items
 from .stage import EdgeClassifier
 from .task import EdgeClassifierTask
@@ -34,8 +35,10 @@ log = logging.getLogger(__name__)
 def train_edge_classifier(
     model, cfg, train_events, train_graphs, val_events, val_graphs, output, device, **task_kw
 ) -> dict:
-    """Load the training items and validation events, fit the model's input normalisation, run
-    the shared loop; best model -> ``output``."""
+    """Load the training items and validation events, fit the model's input normalisation (or
+    take weights and normalisation from ``cfg.init_from``), run the shared loop (or, with
+    ``cfg.compression`` on, its pruning rounds / QAT: ``compression.train_compressed``); best
+    model -> ``output``."""
     t0 = time.perf_counter()
     train = load_items(
         train_events, train_graphs, model.node_features, model.feature_scales, cfg.loss, cfg.regions,
@@ -50,13 +53,37 @@ def train_edge_classifier(
         len(val),
         time.perf_counter() - t0,
     )
-    # input standardisation from the training items (region margins count a few hits twice)
-    model.fit_input_normalisation(item.x for item in train)
+    init_from = getattr(cfg, "init_from", None)
+    if init_from:
+        # fine-tuning: the weights and input standardisation of a trained model of the same shape
+        init_weights(model, init_from)
+    else:
+        # input standardisation from the training items (region margins count a few hits twice)
+        model.fit_input_normalisation(item.x for item in train)
     task = EdgeClassifierTask(model, score_cut=cfg.score_cut, **task_kw)
-    summary = fit(task, train, val, cfg.train, output, device)
+    compression = getattr(cfg, "compression", None)
+    if compression is not None and compression.enabled:
+        summary = train_compressed(task, train, val, cfg, output, device)
+    else:
+        summary = fit(task, train, val, cfg.train, output, device)
     summary["n_train_items"] = len(train)
     summary["n_val_events"] = len(val)
     return summary
+
+
+def init_weights(model: nn.Module, path: str | Path) -> None:
+    """Start ``model`` from the weights (and input standardisation) of the model file ``path``,
+    which must be of the same class and shape (read with the safe model-file loader)."""
+    trained = load_model(path, "cpu")
+    if type(trained) is not type(model):
+        raise InputError(
+            f"init_from is a {type(trained).__name__}, not a {type(model).__name__}", file=path, field="class"
+        )
+    try:
+        model.load_state_dict(trained.state_dict())
+    except RuntimeError as exc:
+        raise InputError(f"init_from does not fit the configured model ({exc})", file=path) from None
+    log.info("initialised from %s", path)
 
 
 def as_model(model: nn.Module | str | Path, device: torch.device) -> nn.Module:

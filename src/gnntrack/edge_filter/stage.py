@@ -14,6 +14,7 @@ from torch import nn
 from ..config import Count, ProperFraction, Rule, from_dict
 from ..device import resolve_device
 from ..edge_classification import EdgeClassifier
+from ..edge_classification.compression import CompressionConfig
 from ..edge_classification.regions import RegionConfig
 from ..edge_classification.shards import as_model, score_file, score_summary, train_edge_classifier
 from ..io.graph_store import write_graphs
@@ -44,6 +45,11 @@ class FilterConfig(FilterModelConfig):
     chunk_size: Count = 1_000_000  # edges per forward pass when scoring (bounds memory)
     max_train_events: Count | None = None
     max_val_events: Count | None = None
+    #: model file whose weights (and input standardisation) training starts from: fine-tuning,
+    #: e.g. before compression; it must have this section's model settings
+    init_from: str | None = None
+    #: pruning / quantisation-aware training (``gnntrack.edge_classification.compression``)
+    compression: CompressionConfig = field(default_factory=CompressionConfig)
 
 
 def run_train_filter(

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ..config import Count, Probability, from_dict
 from ..device import resolve_device
+from ..edge_classification.compression import CompressionConfig
 from ..edge_classification.regions import RegionConfig
 from ..edge_classification.shards import train_edge_classifier
 from ..io.atomic import atomic_output
@@ -36,6 +37,11 @@ class GNNConfig(InteractionGNNConfig):
     working_point: WorkingPointConfig = field(default_factory=WorkingPointConfig)
     max_train_events: Count | None = None
     max_val_events: Count | None = None
+    #: model file whose weights (and input standardisation) training starts from: fine-tuning,
+    #: e.g. before compression; it must have this section's model settings
+    init_from: str | None = None
+    #: pruning / quantisation-aware training (``gnntrack.edge_classification.compression``)
+    compression: CompressionConfig = field(default_factory=CompressionConfig)
 
 
 def run_train_gnn(

@@ -43,6 +43,10 @@ class InferenceConfig:
     amp: autocast of the filter and GNN: none | bf16 | fp16 (fp16 only on GPU); the embedding
         always runs in fp32 (reduced precision moves points across r_max).
     runtime: eager | torchscript | onnx | compile (see ``inference.runtime``).
+    int8: the filter's and GNN's Linear layers in int8 (torch.ao dynamic quantisation,
+        ``gnntrack.models.compression.quantize_int8``; LayerNorm, activations and aggregation stay
+        float): CPU only, eager or torchscript runtime. Meant for models trained with
+        ``compression.qat``; a plain fp32 model also runs, with larger score shifts.
     module_map_on_device: apply the module map on the pipeline device (else on the CPU, edges
         copied over: the "before" column of the module-map-on-GPU benchmark variant).
     store_graph: write the final scored graph (edge_index + GNN scores) into the tracks file.
@@ -71,6 +75,7 @@ class InferenceConfig:
     filter_chunk: Count = 1_000_000
     amp: Literal["none", "bf16", "fp16"] = "none"
     runtime: Literal["eager", "torchscript", "onnx", "compile"] = "eager"
+    int8: bool = False
     module_map_on_device: bool = True
     store_graph: bool = True
     prefetch: NonNegativeInt | None = None
@@ -90,6 +95,8 @@ class InferenceConfig:
             raise ConfigError(f"prefetch must be >= 0, got {self.prefetch}")
         if self.runtime == "onnx" and self.amp != "none":
             raise ConfigError("runtime 'onnx' runs the fp32 export; set amp: none")
+        if self.int8 and (self.runtime not in ("eager", "torchscript") or self.amp != "none"):
+            raise ConfigError("int8 runs with runtime eager or torchscript and amp: none")
 
 
 #: Benchmark variants, each applied on top of the previous one (ATLAS GNN4ITk table order).

@@ -31,6 +31,7 @@ from ..graph_construction.stage import GraphBuilder
 from ..io.errors import InputError
 from ..io.event_store import Event, event_keys, iter_events
 from ..io.track_store import TrackRecord, write_tracks
+from ..models.compression import quantize_int8
 from ..progress import progress, safe_total, shard_name
 from ..track_building import Tracks
 from ..track_building.build import resolve_score_cut
@@ -115,6 +116,12 @@ class Pipeline:
         use_filter = filter_model is not None and self.cfg.filter
         self.filter_model = filter_model.to(self.device).eval() if use_filter else None
         self.gnn_model = gnn_model.to(self.device).eval()
+        if self.cfg.int8:
+            if self.device.type != "cpu":
+                raise ValueError("inference int8 (torch.ao dynamic quantisation) runs on the CPU only")
+            self.gnn_model = quantize_int8(self.gnn_model)
+            if self.filter_model is not None:
+                self.filter_model = quantize_int8(self.filter_model)
         # the edge cuts: the config's, else the ones stored with the models at training time
         filter_cut = self.cfg.filter_cut
         if filter_cut is None:

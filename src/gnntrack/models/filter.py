@@ -6,14 +6,14 @@ before the GNN and can score any number of edges in chunks.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
 from ..config import Count, ProperFraction
 from .base import EdgeClassifier, EdgeClassifierConfig, model_config
 from .edge_features import EdgeFeatures
-from .mlp import Activation, make_mlp
+from .mlp import Activation, block_linears, block_widths, check_widths, make_mlp
 
 
 @dataclass
@@ -25,6 +25,9 @@ class FilterModelConfig(EdgeClassifierConfig):
     activation: Activation = "silu"
     layer_norm: bool = True
     dropout: ProperFraction = 0.0
+    #: hidden width per block where it differs from ``hidden``, by the Linear's name
+    #: (``net.0``, ``net.3``, ...): what structured pruning leaves (``models.compression``)
+    widths: dict[str, Count] = field(default_factory=dict)
 
 
 class FilterModel(EdgeClassifier):
@@ -38,7 +41,12 @@ class FilterModel(EdgeClassifier):
         super().__init__(cfg)
         self.edge_feats = EdgeFeatures(self.node_features, self.feature_scales, cfg.edge_features)
         n_in = 2 * self.n_encoder_features + self.edge_feats.n_out
-        self.net = make_mlp(n_in, cfg.hidden, 1, cfg.n_layers, cfg.activation, cfg.layer_norm, cfg.dropout)
+        blocks = [f"net.{i}" for i in block_linears(cfg.n_layers, cfg.layer_norm, cfg.dropout)]
+        check_widths(cfg.widths, blocks, "FilterModel")
+        widths = block_widths(cfg.widths, "net", cfg.hidden, cfg.n_layers, cfg.layer_norm, cfg.dropout)
+        self.net = make_mlp(
+            n_in, cfg.hidden, 1, cfg.n_layers, cfg.activation, cfg.layer_norm, cfg.dropout, widths=widths
+        )
 
     def forward(self, x: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:
         xn = self.encoder_input(x)

@@ -19,7 +19,7 @@ in the backward pass to trade compute for memory on ⟨μ⟩=200 events.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
@@ -29,7 +29,7 @@ from torch.utils.checkpoint import checkpoint
 from ..config import Count, ProperFraction
 from .base import EdgeClassifier, EdgeClassifierConfig, model_config
 from .edge_features import EdgeFeatures
-from .mlp import Activation, PairMLP, make_mlp
+from .mlp import Activation, PairMLP, block_linears, block_widths, check_widths, make_mlp
 
 
 def aggregate(messages: torch.Tensor, index: torch.Tensor, n_nodes: torch.Tensor, mean: bool) -> torch.Tensor:
@@ -122,6 +122,10 @@ class InteractionGNNConfig(EdgeClassifierConfig):
     residual: bool = True  # steps add to the latents (else replace them)
     #: pair: classify from [h_src, h_dst, e]; edge: from the edge latent alone
     decoder: Literal["pair", "edge"] = "pair"
+    #: hidden width per MLP block where it differs from ``hidden``, by the block's Linear
+    #: (``node_encoder.0``, ``steps.0.edge_net.4``, ``decoder.0``, ...): what structured pruning
+    #: leaves (``models.compression``). The latent width between networks stays ``hidden``.
+    widths: dict[str, Count] = field(default_factory=dict)
 
 
 class InteractionGNN(EdgeClassifier):
@@ -143,24 +147,43 @@ class InteractionGNN(EdgeClassifier):
         self.checkpointing = cfg.checkpointing
         self.edge_feats = EdgeFeatures(self.node_features, self.feature_scales, cfg.edge_features)
 
-        def enc(n_in, n_layers):
-            act = cfg.activation
-            return make_mlp(n_in, hidden, hidden, n_layers, act, cfg.layer_norm, cfg.dropout, act, True)
+        n_steps = 1 if cfg.recurrent else cfg.n_graph_iters
+        mlps = {
+            "node_encoder": cfg.n_node_layers,
+            "edge_encoder": cfg.n_edge_layers,
+            "decoder": cfg.n_edge_layers,
+        }
+        for k in range(n_steps):
+            mlps[f"steps.{k}.node_net"] = cfg.n_node_layers
+            mlps[f"steps.{k}.edge_net"] = cfg.n_edge_layers
+        check_widths(
+            cfg.widths,
+            [f"{p}.{i}" for p, n in mlps.items() for i in block_linears(n, cfg.layer_norm, cfg.dropout)],
+            "InteractionGNN",
+        )
 
-        self.node_encoder = enc(self.n_encoder_features, cfg.n_node_layers)
-        self.edge_encoder = PairMLP(*enc(2 * hidden + self.edge_feats.n_out, cfg.n_edge_layers))
+        def widths(prefix):
+            return block_widths(cfg.widths, prefix, hidden, mlps[prefix], cfg.layer_norm, cfg.dropout)
+
+        def enc(n_in, prefix):
+            act = cfg.activation
+            n_layers, ln, drop = mlps[prefix], cfg.layer_norm, cfg.dropout
+            return make_mlp(n_in, hidden, hidden, n_layers, act, ln, drop, act, True, widths(prefix))
+
+        self.node_encoder = enc(self.n_encoder_features, "node_encoder")
+        self.edge_encoder = PairMLP(*enc(2 * hidden + self.edge_feats.n_out, "edge_encoder"))
         self.recurrent = cfg.recurrent
         c = 2 if cfg.concat_inputs else 1  # width of the node/edge inputs of a step, in units of hidden
         self.steps = nn.ModuleList(
             MessagePassingStep(
-                enc((c + 2) * hidden, cfg.n_node_layers),
-                PairMLP(*enc(3 * c * hidden, cfg.n_edge_layers)),
+                enc((c + 2) * hidden, f"steps.{k}.node_net"),
+                PairMLP(*enc(3 * c * hidden, f"steps.{k}.edge_net")),
                 self.mean,
                 cfg.concat_inputs,
                 cfg.edge_first,
                 cfg.residual,
             )
-            for _ in range(1 if cfg.recurrent else cfg.n_graph_iters)
+            for k in range(n_steps)
         )
         self.edge_decoder = cfg.decoder == "edge"
         # "pair": from [h_src, h_dst, e]; "edge": from the edge latent alone (cheaper per edge)
@@ -173,6 +196,7 @@ class InteractionGNN(EdgeClassifier):
                 cfg.activation,
                 cfg.layer_norm,
                 cfg.dropout,
+                widths=widths("decoder"),
             )
         )
 

@@ -6,6 +6,7 @@ behaves the same on a whole event, and inference does not depend on what else is
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Annotated
 
 import torch
@@ -25,6 +26,30 @@ def activation(name: str) -> nn.Module:
         raise ValueError(f"unknown activation {name!r}; choose from {sorted(ACTIVATIONS)}") from None
 
 
+def block_linears(n_layers: int, layer_norm: bool = True, dropout: float = 0.0) -> list[int]:
+    """Positions in ``make_mlp``'s Sequential of the Linear of each hidden block."""
+    stride = 2 + int(layer_norm) + int(dropout > 0)
+    return [i * stride for i in range(n_layers)]
+
+
+def block_widths(
+    widths: Mapping[str, int], prefix: str, hidden: int, n_layers: int, layer_norm: bool, dropout: float
+) -> list[int]:
+    """Hidden width of each block of the MLP at ``prefix``: ``widths["<prefix>.<linear position>"]``
+    where structured pruning narrowed it, else ``hidden``."""
+    return [int(widths.get(f"{prefix}.{i}", hidden)) for i in block_linears(n_layers, layer_norm, dropout)]
+
+
+def check_widths(widths: Mapping[str, int], known: Iterable[str], owner: str) -> None:
+    """Every key of a model's ``widths`` must name the Linear of one of its hidden blocks."""
+    unknown = sorted(set(widths) - set(known))
+    if unknown:
+        raise ValueError(f"{owner}: widths names no hidden block: {unknown}")
+    bad = {k: v for k, v in widths.items() if isinstance(v, bool) or int(v) != v or v < 1}
+    if bad:
+        raise ValueError(f"{owner}: widths must be positive integers, not {bad}")
+
+
 def make_mlp(
     n_in: int,
     hidden: int,
@@ -35,22 +60,30 @@ def make_mlp(
     dropout: float = 0.0,
     output_activation: str | None = None,
     output_norm: bool = False,
+    widths: Sequence[int] | None = None,
 ) -> nn.Sequential:
     """``n_layers`` hidden blocks of width ``hidden``, then a Linear to ``n_out``.
 
     ``output_norm``/``output_activation`` normalise and activate the output too, as the encoders
     and message networks of an interaction network want; a classifier head leaves both off.
+    ``widths`` (one per hidden block) overrides ``hidden`` block by block: what structured pruning
+    (``gnntrack.models.compression``) leaves of each block.
     """
+    if widths is not None and len(widths) != n_layers:
+        raise ValueError(f"widths has {len(widths)} entries for {n_layers} hidden blocks")
     layers: list[nn.Module] = []
     width = n_in
-    for _ in range(n_layers):
-        layers.append(nn.Linear(width, hidden))
+    for i in range(n_layers):
+        block = hidden if widths is None else int(widths[i])
+        if block < 1:
+            raise ValueError(f"hidden block {i} has width {block}; at least 1 unit is needed")
+        layers.append(nn.Linear(width, block))
         if layer_norm:
-            layers.append(nn.LayerNorm(hidden))
+            layers.append(nn.LayerNorm(block))
         layers.append(activation(act))
         if dropout > 0:
             layers.append(nn.Dropout(dropout))
-        width = hidden
+        width = block
     layers.append(nn.Linear(width, n_out))
     if output_norm and layer_norm:
         layers.append(nn.LayerNorm(n_out))

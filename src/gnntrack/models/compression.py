@@ -1,0 +1,330 @@
+"""Compression of the edge classifiers' MLPs: magnitude pruning (unstructured and whole hidden
+units) and int8 dynamic quantisation of the Linear layers for CPU inference.
+
+Unstructured pruning zeroes the smallest-magnitude weights of the Linear layers (biases and
+LayerNorms are left alone), either over all Linear weights at once (``scope="global"``) or to the
+same sparsity in every layer (``scope="layer"``). ``MaskKeeper`` keeps the zeroes through
+training: it masks the weights' gradients (so Adam's moments of a pruned weight stay zero) and
+re-applies the masks after every optimiser step. The model is stored dense with zeroes, so its
+file loads and exports like any other.
+
+Structured pruning removes whole hidden units of an MLP block: the row of the block's Linear,
+its LayerNorm entries and the matching column of the next Linear. The result is a genuinely
+narrower model, rebuilt from its config with per-block ``widths``; its file loads with the
+ordinary loader. Only the hidden blocks inside each MLP shrink; the latent width between the
+networks (``hidden``: node and edge states, residual sums) stays. Because LayerNorm normalises
+over the block, removing a unit is not the same function as zeroing it: the pruned model is
+retrained (learning-rate rewinding, ``gnntrack.edge_classification.compression``).
+
+Int8: ``quantize_int8`` replaces every Linear by torch.ao's dynamically quantised Linear (int8
+per-channel weights, activations quantised per call) and ``PairMLP`` by a form that keeps its
+no-concatenation trick with three quantised column blocks. LayerNorm, activations, gathers and
+scatters stay in float.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable
+
+import torch
+from torch import nn
+
+from .mlp import PairMLP
+
+# -- unstructured magnitude pruning --------------------------------------------------------------
+
+
+def linear_layers(model: nn.Module) -> dict[str, nn.Linear]:
+    """Every Linear of ``model`` by module name: what pruning and quantisation act on."""
+    return {name: m for name, m in model.named_modules() if isinstance(m, nn.Linear)}
+
+
+def magnitude_masks(model: nn.Module, sparsity: float, scope: str = "global") -> dict[str, torch.Tensor]:
+    """Boolean keep-masks of every Linear weight so that a fraction ``sparsity`` of them is zero.
+
+    ``global``: one magnitude threshold over all Linear weights; ``layer``: each layer to
+    ``sparsity`` on its own. Weights already zero are pruned first, so masks of successive
+    rounds are nested. Ties at the threshold are broken by position (exactly ``round(sparsity *
+    n)`` weights are pruned).
+    """
+    if not 0.0 <= sparsity < 1.0:
+        raise ValueError(f"sparsity must be in [0, 1), not {sparsity}")
+    layers = linear_layers(model)
+    if scope not in ("global", "layer"):
+        raise ValueError(f"scope must be 'global' or 'layer', not {scope!r}")
+    groups = [list(layers)] if scope == "global" else [[n] for n in layers]
+    masks = {}
+    for names in groups:
+        flat = torch.cat([layers[n].weight.detach().abs().reshape(-1) for n in names])
+        n_prune = int(round(sparsity * flat.numel()))
+        keep = torch.ones(flat.numel(), dtype=torch.bool, device=flat.device)
+        if n_prune > 0:
+            keep[torch.argsort(flat, stable=True)[:n_prune]] = False
+        start = 0
+        for n in names:
+            w = layers[n].weight
+            masks[n] = keep[start : start + w.numel()].reshape(w.shape).clone()
+            start += w.numel()
+    return masks
+
+
+@torch.no_grad()
+def apply_masks(model: nn.Module, masks: dict[str, torch.Tensor]) -> None:
+    layers = linear_layers(model)
+    for name, mask in masks.items():
+        w = layers[name].weight
+        w.mul_(mask.to(w.device, w.dtype))
+
+
+def weight_sparsity(model: nn.Module) -> dict:
+    """Fraction of zero Linear weights: ``global`` over all of them, and per layer."""
+    layers = linear_layers(model)
+    zeros = {n: int((m.weight == 0).sum()) for n, m in layers.items()}
+    sizes = {n: m.weight.numel() for n, m in layers.items()}
+    total = sum(sizes.values())
+    return {
+        "global": sum(zeros.values()) / total if total else 0.0,
+        "layers": {n: zeros[n] / sizes[n] for n in layers},
+        "linear_weights": total,
+    }
+
+
+class MaskKeeper:
+    """Keeps pruned weights at zero while an optimiser trains the model.
+
+    ``attach(optimizer)`` masks every pruned weight's gradient (a hook on the parameter) and
+    re-applies the masks after each ``optimizer.step()``; ``detach()`` removes both hooks.
+    """
+
+    def __init__(self, model: nn.Module, masks: dict[str, torch.Tensor]):
+        self.model = model
+        self.masks = masks
+        self._handles: list = []
+
+    def attach(self, optimizer: torch.optim.Optimizer) -> MaskKeeper:
+        self.detach()
+        apply_masks(self.model, self.masks)
+        layers = linear_layers(self.model)
+        for name, mask in self.masks.items():
+            w = layers[name].weight
+            m = mask.to(w.device)
+            self._handles.append(w.register_hook(lambda g, m=m: g * m.to(g.dtype)))
+        self._handles.append(
+            optimizer.register_step_post_hook(lambda *_: apply_masks(self.model, self.masks))
+        )
+        return self
+
+    def detach(self) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles = []
+
+
+# -- structured pruning: whole hidden units ------------------------------------------------------
+
+
+def hidden_blocks(model: nn.Module) -> list[tuple[str, int, int]]:
+    """(MLP name, position of the block's Linear, position of the next Linear) of every hidden
+    block whose width the model's ``widths`` config can set (all but each MLP's output Linear)."""
+    out = []
+    for name, m in model.named_modules():
+        if not isinstance(m, nn.Sequential):
+            continue
+        pos = [i for i, layer in enumerate(m) if isinstance(layer, nn.Linear)]
+        out += [(name, a, b) for a, b in zip(pos[:-1], pos[1:])]
+    return out
+
+
+def unit_importance(mlp: nn.Sequential, a: int, b: int) -> torch.Tensor:
+    """Importance of each hidden unit of the block at ``a``: the L2 norm of its outgoing weights
+    (column of the next Linear) times the size of what it sends them (|LayerNorm gain| + |bias|
+    after a LayerNorm, the L2 norm of its incoming weights without one)."""
+    out_norm = mlp[b].weight.detach().norm(dim=0)
+    ln = mlp[a + 1] if a + 1 < len(mlp) and isinstance(mlp[a + 1], nn.LayerNorm) else None
+    if ln is not None and ln.weight is not None:
+        return out_norm * (ln.weight.detach().abs() + ln.bias.detach().abs())
+    return out_norm * mlp[a].weight.detach().norm(dim=1)
+
+
+def prune_units(model: nn.Module, fraction: float, original_width: int | None = None) -> nn.Module:
+    """A new, narrower model: each hidden block keeps its ``round((1 - fraction) * width)`` most
+    important units (``unit_importance``; at least one), ``width`` being ``original_width`` (the
+    unpruned width, so successive rounds reach ``fraction`` of the original) or the block's
+    current width. The model's class is rebuilt from its config with the new ``widths`` and
+    given the kept rows/columns; the input model is left unchanged.
+    """
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f"fraction must be in [0, 1), not {fraction}")
+    config = dict(model.config)
+    widths = dict(config.get("widths") or {})
+    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    modules = dict(model.named_modules())
+    for mlp_name, a, b in hidden_blocks(model):
+        mlp = modules[mlp_name]
+        width = mlp[a].out_features
+        base = original_width if original_width is not None else width
+        keep_n = max(1, min(width, int(round((1.0 - fraction) * base))))
+        if keep_n == width:
+            continue
+        keep = torch.sort(
+            torch.argsort(unit_importance(mlp, a, b), descending=True, stable=True)[:keep_n]
+        ).values
+        prefix = f"{mlp_name}." if mlp_name else ""
+        state[f"{prefix}{a}.weight"] = state[f"{prefix}{a}.weight"][keep]
+        state[f"{prefix}{a}.bias"] = state[f"{prefix}{a}.bias"][keep]
+        if isinstance(mlp[a + 1], nn.LayerNorm):
+            for p in ("weight", "bias"):
+                if f"{prefix}{a + 1}.{p}" in state:
+                    state[f"{prefix}{a + 1}.{p}"] = state[f"{prefix}{a + 1}.{p}"][keep]
+        state[f"{prefix}{b}.weight"] = state[f"{prefix}{b}.weight"][:, keep]
+        widths[f"{mlp_name}.{a}"] = keep_n
+    config["widths"] = widths
+    new = type(model)(**config)
+    new.load_state_dict(state)
+    for attr in ("score_cut",):
+        if hasattr(model, attr):
+            setattr(new, attr, getattr(model, attr))
+    return new.to(next(model.parameters()).device).train(model.training)
+
+
+# -- cost ----------------------------------------------------------------------------------------
+
+
+def count_parameters(model: nn.Module, nonzero: bool = False) -> int:
+    return int(sum(int((p != 0).sum()) if nonzero else p.numel() for p in model.parameters()))
+
+
+def linear_flops(model: nn.Module, n_nodes: int, n_edges: int, sparse: bool = False) -> int:
+    """Multiply-adds x 2 of the Linear layers of one forward pass of an edge classifier on a graph
+    of ``n_nodes`` hits and ``n_edges`` edges (LayerNorm, activations, gathers and scatters not
+    counted). Node networks run once per node, edge networks once per edge; a ``PairMLP``'s first
+    Linear runs its two node column blocks per node and its edge block per edge. ``sparse``
+    counts non-zero weights only (what a sparse kernel would do; dense CPU kernels do not)."""
+    n_iters = getattr(model, "n_graph_iters", 1)
+    recurrent = getattr(model, "recurrent", True)
+
+    def cost(w: torch.Tensor, rows: int) -> int:
+        n = int((w != 0).sum()) if sparse else w.numel()
+        return 2 * n * rows
+
+    pair_nodes = _pair_node_widths(model)
+    total = 0
+    for name, mlp in model.named_modules():
+        if not isinstance(mlp, nn.Sequential):
+            continue
+        repeat = n_iters if name.startswith("steps.") and recurrent else 1
+        per_edge = "edge" in name.rsplit(".", 1)[-1] or name in ("decoder", "net")
+        linears = [m for m in mlp if isinstance(m, nn.Linear)]
+        for i, lin in enumerate(linears):
+            w = lin.weight.detach()
+            if i == 0 and isinstance(mlp, PairMLP) and name in pair_nodes:
+                node_cols = 2 * pair_nodes[name]  # source and target blocks: once per node
+                total += repeat * (cost(w[:, :node_cols], n_nodes) + cost(w[:, node_cols:], n_edges))
+            else:
+                total += repeat * cost(w, n_edges if per_edge else n_nodes)
+    return total
+
+
+# -- int8 dynamic quantisation -------------------------------------------------------------------
+
+
+class QuantPairMLP(nn.Module):
+    """``PairMLP`` with its first Linear split into three column blocks (source nodes, target
+    nodes, edge), each dynamically quantised, so the int8 model still never builds the
+    (E, 2H + F) concatenation. ``node_width``: width of the node states fed to ``pairs``."""
+
+    def __init__(self, pair: PairMLP, node_width: int):
+        super().__init__()
+        first = pair[0]
+        w, bias = first.weight.detach(), first.bias.detach()
+        n = self.node_width = int(node_width)
+
+        def linear(cols: slice, with_bias: bool) -> nn.Linear:
+            block = w[:, cols]
+            lin = nn.Linear(block.shape[1], block.shape[0], bias=with_bias)
+            with torch.no_grad():
+                lin.weight.copy_(block)
+                if with_bias:
+                    lin.bias.copy_(bias)
+            return lin
+
+        self.src = linear(slice(0, n), False)
+        self.dst = linear(slice(n, 2 * n), False)
+        self.edge = linear(slice(2 * n, w.shape[1]), True)
+        self.rest = nn.Sequential(*list(pair)[1:])
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        n = self.node_width
+        return self.rest(self.src(z[:, :n]) + self.dst(z[:, n : 2 * n]) + self.edge(z[:, 2 * n :]))
+
+    def pairs(self, h: torch.Tensor, src: torch.Tensor, dst: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
+        z = self.src(h).index_select(0, src)
+        z = z + self.dst(h).index_select(0, dst)
+        z = z + self.edge(e)
+        return self.rest(z)
+
+
+def _pair_node_widths(model: nn.Module) -> dict[str, int]:
+    """Width of the node states each ``PairMLP`` of an interaction GNN pairs (by module name)."""
+    cfg = getattr(model, "config", {})
+    hidden = int(cfg.get("hidden", 0))
+    c = 2 if cfg.get("concat_inputs") else 1
+    out = {"edge_encoder": hidden}
+    if cfg.get("decoder", "pair") == "pair":
+        out["decoder"] = hidden
+    for name, m in model.named_modules():
+        if isinstance(m, PairMLP) and name.startswith("steps."):
+            out[name] = c * hidden
+    return out
+
+
+def quantize_int8(model: nn.Module) -> nn.Module:
+    """An int8 copy of an edge classifier for CPU inference: torch.ao dynamic quantisation of every
+    Linear (int8 weights, activations quantised per call; see the module docstring). The input
+    model is left unchanged; the copy is in eval mode on the CPU and has ``quantization``."""
+    from torch.ao.quantization import quantize_dynamic
+
+    q = copy.deepcopy(model).cpu().float().eval()
+    widths = _pair_node_widths(q)
+    for name, m in list(q.named_modules()):
+        if isinstance(m, PairMLP):
+            parent_name, _, attr = name.rpartition(".")
+            parent = q.get_submodule(parent_name) if parent_name else q
+            # the edge decoder classifies the edge latent alone: a plain MLP
+            new = QuantPairMLP(m, widths[name]) if name in widths else nn.Sequential(*m)
+            setattr(parent, attr, new)
+    q = quantize_dynamic(q, {nn.Linear}, dtype=torch.qint8)
+    q.quantization = {"bits": 8, "scheme": "torch.ao dynamic: int8 weights, activations quantised per call"}
+    return q
+
+
+def compression_metadata(model: nn.Module, extra: Iterable[tuple[str, object]] = ()) -> dict:
+    """What a compressed model file records: parameters, Linear sparsity, widths."""
+    sp = weight_sparsity(model)
+    meta = {
+        "parameters": count_parameters(model),
+        "nonzero_parameters": count_parameters(model, nonzero=True),
+        "linear_sparsity": sp["global"],
+        "linear_sparsity_per_layer": sp["layers"],
+        "widths": dict(getattr(model, "config", {}).get("widths") or {}),
+    }
+    meta.update(dict(extra))
+    return meta
+
+
+__all__ = [
+    "MaskKeeper",
+    "QuantPairMLP",
+    "apply_masks",
+    "compression_metadata",
+    "count_parameters",
+    "hidden_blocks",
+    "linear_flops",
+    "linear_layers",
+    "magnitude_masks",
+    "prune_units",
+    "quantize_int8",
+    "unit_importance",
+    "weight_sparsity",
+]
