@@ -152,14 +152,15 @@ def init_process_group(cfg: DistributedConfig | None = None, env: RankEnv | None
         world_size=env.world_size,
         timeout=datetime.timedelta(seconds=cfg.timeout_s),
     )
+    members = [None] * env.world_size
+    dist.all_gather_object(members, (env.rank, env.local_rank, socket.gethostname(), os.getpid()))
     log.info(
-        "rank %d of %d (local %d) joined via %s:%d, backend %s",
-        env.rank,
+        "%d ranks joined via %s:%d, backend %s: %s",
         env.world_size,
-        env.local_rank,
         env.master_addr,
         env.master_port,
         backend,
+        ", ".join(f"rank {r} (local {lr}) {host} pid {pid}" for r, lr, host, pid in members),
     )
     return env
 
