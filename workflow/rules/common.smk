@@ -12,7 +12,7 @@ import yaml
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-from gnntrack.campaign import sorted_keys, stage_params
+from gnntrack.campaign import rule_params, sorted_keys, stage_params
 
 SCHEMA = Path(workflow.basedir) / "workflow/schemas/config.schema.yaml"
 
@@ -64,13 +64,9 @@ def stage_config(section):
 
     A training section's ``train.distributed`` (how many ranks train) is left out: it decides how
     a training job runs, not what it computes, so changing it reruns nothing; the training rules'
-    resources and scripts read it from the config (``training_ranks``).
+    resources and scripts read it from the config (``training_ranks``; ``gnntrack.campaign.rule_params``).
     """
-    params = stage_params(config, section)
-    train = params.get("train")
-    if isinstance(train, dict) and "distributed" in train:
-        params = {**params, "train": {k: v for k, v in train.items() if k != "distributed"}}
-    return params
+    return rule_params(config, section)
 
 
 GRAPH_METHOD = stage_config("graph_construction")["method"]
