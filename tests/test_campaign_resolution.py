@@ -29,6 +29,7 @@ from gnntrack.campaign import (
     load_campaign,
     merge_campaigns,
     resolve_campaign,
+    rule_params,
     stage_class,
     stage_params,
 )
@@ -173,12 +174,19 @@ def test_gnntrack_bench_builds_the_configs_of_the_bench_rule(path, workflow_para
 
 @pytest.mark.parametrize("path", CAMPAIGNS, ids=CAMPAIGN_IDS)
 def test_every_stage_of_a_campaign_resolves_alike(path, workflow_params):
-    """Every rule's section params are ``stage_params``; the CLI's dataclasses are built from them."""
+    """Every rule's section params are ``rule_params`` (``stage_params`` without the run-only
+    ``train.distributed``); the CLI's dataclasses are built from ``stage_params``."""
     config = workflow_config(path)
     params = workflow_params(path)
     for rule, names in RULE_SECTIONS.items():
         for name, section in names.items():
-            assert repr(params[rule][name]) == repr(stage_params(config, section)), (rule, name)
+            assert repr(params[rule][name]) == repr(rule_params(config, section)), (rule, name)
+            full = stage_params(config, section)
+            if "distributed" in full.get("train", {}):
+                assert {
+                    **params[rule][name],
+                    "train": {**params[rule][name]["train"], "distributed": full["train"]["distributed"]},
+                } == full
     resolved = resolve_campaign(load_campaign(cli_files(path)))
     assert list(resolved) == list(STAGE_CLASSES)
     for section, cfg in resolved.items():

@@ -12,16 +12,21 @@ sites that have it). Skipped only where SLURM cannot run (not installed, not roo
 Afterwards SLURM's own record of each job (``scontrol show job``; jobs stay listed for
 MinJobAge = 1 h) shows that every GPU rule asked for and got a GPU in the GPU partition, and no
 other rule did.
+
+A second run trains the GNN data-parallel (``gnn.train.distributed.ranks: 2``): the train_gnn job
+asks SLURM for two tasks with a GPU each and starts its two gloo ranks as one ``srun`` step.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from slurm_cluster import slurm_cluster, unavailable_reason
 from test_workflow_dryrun import dry_run, make_workdir
@@ -90,3 +95,35 @@ def test_tiny_campaign_on_slurm(cluster, tmp_path):
             assert "gpu" not in requested and job.get("JOB_GRES") in (None, "(null)"), where
             assert job["Partition"] == CPU_PARTITION, where
     assert {"train_gnn", "gnn_working_point", "infer"} <= seen, seen
+
+
+def test_data_parallel_training_on_slurm(cluster, tmp_path):
+    """train_gnn on 2 ranks: a 2-task SLURM job whose ranks (an srun step) write one model file."""
+    extra = {
+        "steps": {"filter": False, "reassociate": False, "export": False, "bench": False},
+        "gnn": {"train": {"batch_items": 2, "distributed": {"ranks": 2}}},
+    }
+    workdir = make_workdir(tmp_path / "run", extra)
+    target = "results/test_tiny/models/gnn_trained.pt"
+    cmd = [SNAKEMAKE, "--profile", "slurm", "--configfile", "config/test_tiny.yaml", "extra.yaml"]
+    cmd += ["--slurm-status-command", "squeue", target]
+    before = {j["JobId"] for j in slurm_jobs(cluster)}
+    res = subprocess.run(cmd, cwd=workdir, env=cluster.env, capture_output=True, text=True, timeout=3000)
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out[-6000:] + "\n" + cluster.logs()
+
+    model = torch.load(workdir / target, weights_only=True)
+    assert model["epoch"] == 1 and model["state_dict"]
+    jobs = [j for j in slurm_jobs(cluster) if j["JobId"] not in before]
+    train = [j for j in jobs if j["Comment"].startswith("rule_train_gnn")]
+    assert len(train) == 1 and train[0]["JobState"] == "COMPLETED", train
+    job = train[0]
+    assert job["NumTasks"] == "2", job  # one task per rank
+    assert job.get("JOB_GRES") == "gpu:2", job  # and a GPU each
+    log = (workdir / "results/test_tiny/logs/train_gnn.log").read_text()
+    assert "starting 2 ranks of gnntrack.gnn:run_train_gnn (srun)" in log, log[-3000:]
+    joined = re.search(r"2 ranks joined via .*?, backend gloo: (.*)", log)
+    assert joined, log[-3000:]
+    pids = re.findall(r"rank (\d) \(local \d\) \S+ pid (\d+)", joined.group(1))
+    assert sorted(r for r, _ in pids) == ["0", "1"] and len({p for _, p in pids}) == 2, joined.group(1)
+    assert "rank 0 gnntrack.training.loop INFO: epoch 1:" in log, log[-3000:]

@@ -318,3 +318,45 @@ def test_changing_one_stage_reruns_it_and_its_descendants_only(tmp_path):
     # ... also when a default is spelled out (it changes the key order of the section)
     (workdir / "extra.yaml").write_text(yaml.safe_dump({"module_map": {"n_sigma": 5.0}}))
     assert dry_run(workdir, "config/test_tiny.yaml", "extra.yaml") == {}
+    # how many processes train (and how they meet) is not what they compute: nothing reruns
+    distributed = {"backend": "gloo", "timeout_s": 60.0}
+    (workdir / "extra.yaml").write_text(yaml.safe_dump({"gnn": {"train": {"distributed": distributed}}}))
+    assert dry_run(workdir, "config/test_tiny.yaml", "extra.yaml") == {}
+
+
+def _job_resources(text: str, rule: str) -> dict[str, str]:
+    block = text.split(f"rule {rule}:", 1)[1]
+    line = next(ln for ln in block.splitlines() if ln.strip().startswith("resources:"))
+    return dict(kv.strip().split("=", 1) for kv in line.split(":", 1)[1].split(","))
+
+
+def test_data_parallel_training_rule_asks_for_a_task_and_gpu_per_rank(tmp_path):
+    extra = {"gnn": {"train": {"batch_items": 4, "distributed": {"ranks": 4, "nodes": 2}}}}
+    res = snakemake(
+        make_workdir(tmp_path, extra), "-n", "--configfile", "config/test_tiny.yaml", "extra.yaml"
+    )
+    text = res.stdout + res.stderr
+    gnn = _job_resources(text, "train_gnn")
+    assert (gnn["tasks"], gnn["gpu"], gnn["tasks_per_gpu"], gnn["nodes"], gnn["mpi"]) == (
+        "4",
+        "4",
+        "1",
+        "2",
+        "srun",
+    )
+    for rule in ("train_filter", "gnn_working_point"):  # one rank: as before
+        res_other = _job_resources(text, rule)
+        assert res_other["gpu"] == "1" and "tasks" not in res_other and "mpi" not in res_other, rule
+
+
+@pytest.mark.parametrize(
+    ("train", "message"),
+    [
+        ({"distributed": {"ranks": 2}}, "batch_items = 1 for 2 ranks"),
+        ({"batch_items": 4, "distributed": {"ranks": 2, "nodes": 3}}, "3 nodes for 2 ranks"),
+    ],
+)
+def test_impossible_rank_settings_stop_the_dry_run(tmp_path, train, message):
+    workdir = make_workdir(tmp_path, {"filter": {"train": train}})
+    res = snakemake(workdir, "-n", "--configfile", "config/test_tiny.yaml", "extra.yaml", check=False)
+    assert res.returncode != 0 and message in res.stdout + res.stderr, res.stdout[-2000:] + res.stderr[-2000:]

@@ -250,3 +250,19 @@ def stage_params(campaign: Mapping, section: str) -> dict:
     ``resolve_campaign`` builds from the same campaign.
     """
     return sorted_keys(effective_section(campaign, section))
+
+
+#: settings of how a stage runs, not what it computes: no part of a workflow rule's params
+RUN_ONLY_SETTINGS = (("train", "distributed"),)
+
+
+def rule_params(campaign: Mapping, section: str) -> dict:
+    """``stage_params`` without the settings that change how a job runs but not what it computes
+    (``train.distributed``: how many processes train): the workflow rule's ``params.cfg``, so that
+    changing them reruns nothing. The training rules read them from the campaign itself."""
+    params = stage_params(campaign, section)
+    for outer, inner in RUN_ONLY_SETTINGS:
+        sub = params.get(outer)
+        if isinstance(sub, dict) and inner in sub:
+            params = {**params, outer: {k: v for k, v in sub.items() if k != inner}}
+    return params

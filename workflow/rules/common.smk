@@ -12,7 +12,7 @@ import yaml
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-from gnntrack.campaign import sorted_keys, stage_params
+from gnntrack.campaign import rule_params, sorted_keys, stage_params
 
 SCHEMA = Path(workflow.basedir) / "workflow/schemas/config.schema.yaml"
 
@@ -61,8 +61,12 @@ def stage_config(section):
     sees changes; keys are sorted, so writing a default explicitly does not rerun a campaign. The
     schema is generated from the stage dataclasses, so a wrong key or type has already failed
     validation above, with its path.
+
+    A training section's ``train.distributed`` (how many ranks train) is left out: it decides how
+    a training job runs, not what it computes, so changing it reruns nothing; the training rules'
+    resources and scripts read it from the config (``training_ranks``; ``gnntrack.campaign.rule_params``).
     """
-    return stage_params(config, section)
+    return rule_params(config, section)
 
 
 GRAPH_METHOD = stage_config("graph_construction")["method"]
@@ -303,10 +307,50 @@ def _resource_settings(name):
     return merged
 
 
+#: training rule -> its config section (``<section>.train.distributed`` sets its ranks)
+TRAINING_RULES = {"train_metric_learning": "metric_learning", "train_filter": "filter", "train_gnn": "gnn"}
+
+
+def training_ranks(name):
+    """``(ranks, nodes)`` of a training rule, from its section's ``train.distributed``; stops on
+    settings no job can run (fewer items per step than ranks, more nodes than ranks)."""
+    section = TRAINING_RULES[name]
+    train = stage_params(config, section)["train"]
+    ranks, nodes = train["distributed"]["ranks"], train["distributed"]["nodes"]
+    if ranks > train["batch_items"]:
+        raise WorkflowError(
+            f"{section}.train: batch_items = {train['batch_items']} for {ranks} ranks; every rank needs an "
+            "item in each optimiser step (batch_items >= ranks)"
+        )
+    if nodes > ranks:
+        raise WorkflowError(f"{section}.train.distributed: {nodes} nodes for {ranks} ranks")
+    return ranks, nodes
+
+
 def rule_resources(name):
-    """Scheduler resources of ``rule``: runtime (min), mem_mb and, on GPU rules, gpu."""
+    """Scheduler resources of ``rule``: runtime (min), mem_mb and, on GPU rules, gpu.
+
+    A training rule with ``train.distributed.ranks`` > 1 asks for one task per rank (``tasks``;
+    ``threads`` CPUs each) over ``nodes`` nodes, and on a GPU rule for one GPU per rank (``gpu``
+    = ranks, ``tasks_per_gpu`` = 1); ``mpi: srun`` has the SLURM executor run the job's script
+    in the batch step itself, where it starts the ranks as one ``srun`` step. ``mem_mb`` is per
+    node (each rank holds the whole training set).
+    """
     merged = _resource_settings(name)
     merged.pop("threads", None)
+    if name in TRAINING_RULES:
+        ranks, nodes = training_ranks(name)
+        if ranks > 1:
+            merged.update(tasks=ranks, mpi="srun")
+            if merged.get("gpu", 0) > 1:
+                raise WorkflowError(
+                    f"{name}: resources gpu = {merged['gpu']} with {ranks} ranks; distributed training "
+                    "uses one GPU per rank (gpu: 1)"
+                )
+            if merged.get("gpu", 0) == 1:
+                merged.update(gpu=ranks, tasks_per_gpu=1)
+        if nodes > 1:
+            merged["nodes"] = nodes
     return merged
 
 

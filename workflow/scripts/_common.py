@@ -38,6 +38,23 @@ def start(snakemake, torch_threads: bool = False) -> logging.Logger:
     return logger
 
 
+def train(snakemake, section: str, target: str, **kwargs) -> None:
+    """Run a stage's training function (``"gnntrack.gnn:run_train_gnn"``) on the ranks its
+    section's ``train.distributed`` asks for (``gnntrack.training.distributed.launch``: an srun
+    step inside a SLURM job, local processes elsewhere; in this process with one rank).
+
+    ``threads`` is per rank; locally the job's threads are shared out over its ranks.
+    """
+    from gnntrack.campaign import stage_params
+    from gnntrack.training.distributed import in_slurm_job, launch
+
+    dist = stage_params(snakemake.config, section)["train"]["distributed"]
+    threads = max(1, int(snakemake.threads))
+    if not in_slurm_job():
+        threads = max(1, threads // dist["ranks"])
+    launch(target, kwargs, dist, threads=threads, call_dir=Path(snakemake.output[0]).parent)
+
+
 def device(snakemake) -> str:
     """The campaign's device setting ("auto" -> CUDA when present, else CPU)."""
     return snakemake.config.get("device", "auto")

@@ -1,12 +1,19 @@
-"""train_metric_learning: train/val events -> embedding model (resumes from <output>.last)."""
+"""train_metric_learning: train/val events -> embedding model (resumes from <output>.last).
 
-from _common import device, start
+Runs on the ranks ``metric_learning.train.distributed`` asks for."""
+
+from _common import device, start, train
 
 smk = snakemake  # noqa: F821 - injected by Snakemake
 start(smk, torch_threads=True)
 
-from gnntrack.graph_construction import run_train_metric_learning  # noqa: E402
-
-run_train_metric_learning(
-    list(smk.input.train), list(smk.input.val), smk.output[0], smk.params.cfg, device=device(smk)
+train(
+    smk,
+    "metric_learning",
+    "gnntrack.graph_construction:run_train_metric_learning",
+    train_files=list(smk.input.train),
+    val_files=list(smk.input.val),
+    output=smk.output[0],
+    cfg=dict(smk.params.cfg),
+    device=device(smk),
 )

@@ -59,20 +59,30 @@ class EdgeClassifierTask:
         return weighted_bce(logits, y.to(device), w.to(device))
 
     def evaluate(self, items: Sequence[GraphItem], device: torch.device) -> dict[str, float]:
-        scores, ys, yts = [], [], []
+        return self.reduce_evaluation([self.evaluate_item(i, item, device) for i, item in enumerate(items)])
+
+    def evaluate_item(self, index: int, item: GraphItem, device: torch.device) -> tuple:
+        """One validation item's part of ``evaluate``: edge scores and labels, weighted loss sum."""
+        logits = edge_logits(self.model, item.x.to(device), item.edge_index.to(device), self.eval_chunk_size)
+        logits = logits.float().cpu()
+        per_edge = nn.functional.binary_cross_entropy_with_logits(logits, item.y, reduction="none")
+        return (
+            float((per_edge * item.weight).sum()),
+            float(item.weight.sum()),
+            torch.sigmoid(logits).numpy(),
+            item.y.numpy() > 0.5,
+            item.y_target.numpy(),
+        )
+
+    def reduce_evaluation(self, parts: Sequence[tuple]) -> dict[str, float]:
+        """The validation metrics of the items whose ``evaluate_item`` parts these are, in order."""
         loss_sum, weight_sum = 0.0, 0.0
-        for item in items:
-            logits = edge_logits(
-                self.model, item.x.to(device), item.edge_index.to(device), self.eval_chunk_size
-            )
-            logits = logits.float().cpu()
-            per_edge = nn.functional.binary_cross_entropy_with_logits(logits, item.y, reduction="none")
-            loss_sum += float((per_edge * item.weight).sum())
-            weight_sum += float(item.weight.sum())
-            scores.append(torch.sigmoid(logits).numpy())
-            ys.append(item.y.numpy() > 0.5)
-            yts.append(item.y_target.numpy())
-        scores, ys, yts = np.concatenate(scores), np.concatenate(ys), np.concatenate(yts)
+        for item_loss, item_weight, *_ in parts:
+            loss_sum += item_loss
+            weight_sum += item_weight
+        scores = np.concatenate([p[2] for p in parts])
+        ys = np.concatenate([p[3] for p in parts])
+        yts = np.concatenate([p[4] for p in parts])
         metrics = working_point(scores, ys, yts, self.score_cut)
         for purity in PURITY_POINTS:
             eff, cut = efficiency_at_masked_purity(scores, ys, yts, purity)

@@ -24,6 +24,7 @@ from ..models.losses import LossConfig
 from ..models.registry import load_checkpoint, save_checkpoint
 from ..training.checkpoint import seed_everything
 from ..training.config import TrainConfig
+from ..training.distributed import is_main
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,8 @@ def run_train_filter(
         model, cfg, train_events, train_graphs, val_events, val_graphs, output, device,
         max_edges_per_step=cfg.max_edges_per_step, eval_chunk_size=cfg.chunk_size,
     )  # fmt: skip
+    if not is_main():
+        return summary  # data-parallel training: rank 0 chooses and stores the working point
     dev = resolve_device(device)
     wp = {"score_cut": float(cfg.score_cut), "criterion": "fixed"}
     if cfg.target_efficiency is not None:

@@ -19,6 +19,7 @@ from ..models.losses import LossConfig
 from ..models.registry import load_checkpoint, load_model, save_checkpoint
 from ..training.checkpoint import seed_everything
 from ..training.config import TrainConfig
+from ..training.distributed import is_main
 from .working_point import WorkingPointConfig, choose_working_point
 
 log = logging.getLogger(__name__)
@@ -67,7 +68,7 @@ def run_train_gnn(
     summary = train_edge_classifier(
         model, cfg, train_events, train_graphs, val_events, val_graphs, output, device
     )
-    if choose_cut:
+    if choose_cut and is_main():  # data-parallel training: rank 0 chooses and stores it
         summary["working_point"] = _store_working_point(
             model, val_events, val_graphs, output, cfg, track_building, device
         )

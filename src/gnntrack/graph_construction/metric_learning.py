@@ -187,22 +187,26 @@ class MetricLearningTask:
 
     def evaluate(self, items: Sequence[EmbeddingItem], device) -> dict[str, float]:
         """Validation loss (fixed pair sampling) and graph efficiency/purity at (r_max, k_max)."""
-        losses, found, total, n_target_edges, n_edges = [], 0, 0, 0, 0
-        for idx, item in enumerate(items):
-            gen = torch.Generator().manual_seed(12345 + idx)
-            losses.append(float(self._loss(item, device, gen).detach()))
-            stats = graph_efficiency(
-                self.embed(item, device), item, self.cfg.r_max, self.cfg.k_max, self.cfg.backend
-            )
-            found += stats["found"]
-            total += stats["n_truth"]
-            n_target_edges += stats["n_target_edges"]
-            n_edges += stats["n_edges"]
+        return self.reduce_evaluation([self.evaluate_item(i, item, device) for i, item in enumerate(items)])
+
+    def evaluate_item(self, index: int, item: EmbeddingItem, device) -> tuple:
+        """One validation event's part of ``evaluate`` (its pairs drawn from a seed of its index)."""
+        gen = torch.Generator().manual_seed(12345 + index)
+        loss = float(self._loss(item, device, gen).detach())
+        stats = graph_efficiency(
+            self.embed(item, device), item, self.cfg.r_max, self.cfg.k_max, self.cfg.backend
+        )
+        return loss, stats["found"], stats["n_truth"], stats["n_target_edges"], stats["n_edges"]
+
+    def reduce_evaluation(self, parts: Sequence[tuple]) -> dict[str, float]:
+        """The validation metrics of the events whose ``evaluate_item`` parts these are, in order."""
+        losses = [p[0] for p in parts]
+        found, total, n_target_edges, n_edges = (sum(p[k] for p in parts) for k in range(1, 5))
         return {
             "loss": float(np.mean(losses)) if losses else float("nan"),
             "eff": found / total if total else float("nan"),
             "pur": n_target_edges / n_edges if n_edges else 0.0,
-            "edges_per_event": n_edges / max(len(items), 1),
+            "edges_per_event": n_edges / max(len(parts), 1),
         }
 
 

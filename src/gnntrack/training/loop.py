@@ -12,6 +12,15 @@ one: ``restore`` (resume from ``<output>.last`` or start fresh), then per epoch 
 ``validate``, ``end_epoch`` (record the epoch: history, best, early stopping, plateau schedule)
 and ``checkpoint`` (write ``.last``, the best weights, the metrics CSV), then ``finish`` (publish
 the best model, return the summary).
+
+Data-parallel: when a default process group is initialised (``gnntrack.training.distributed``
+starts the ranks and makes it), every rank runs the same loop on its share of the items. The
+items of each optimiser step (``train.batch_items`` of the epoch's seeded order) are dealt out
+over the ranks, the summed gradients and item counts are all-reduced before the step, the
+validation items are shared out and their per-item results gathered on rank 0, which computes
+the metrics and sends them to all; only rank 0 writes files. Every rank therefore takes the same
+optimiser steps as one process with the same ``batch_items`` would, and a checkpoint resumes
+with any number of ranks. Without a process group nothing of this runs.
 """
 
 from __future__ import annotations
@@ -32,6 +41,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from torch import nn
 
 from ..config import from_dict, to_dict
@@ -42,6 +52,7 @@ from ..models.registry import class_path, load_checkpoint, model_payload, save_c
 from ..progress import Progress
 from .checkpoint import rng_state, seed_everything, set_rng_state
 from .config import TrainConfig
+from .distributed import local_rank, rank_and_size, rank_device
 
 log = logging.getLogger(__name__)
 
@@ -165,7 +176,14 @@ def _fingerprint(task: Task, cfg: TrainConfig, train_items: Sequence[Any], val_i
     finished run on the old graphs.
     """
     train = to_dict(cfg)
-    for key in ("resume", "progress", "tensorboard", "early_stopping_patience", "deterministic"):
+    for key in (
+        "resume",
+        "progress",
+        "tensorboard",
+        "early_stopping_patience",
+        "deterministic",
+        "distributed",
+    ):
         train.pop(key)
     if cfg.scheduler != "cosine":
         train.pop("epochs")
@@ -220,6 +238,24 @@ def epoch_order(n_items: int, seed: int, epoch: int, shuffle: bool = True) -> li
     return torch.randperm(n_items, generator=gen).tolist()
 
 
+def item_seed(seed: int, epoch: int, item: int) -> int:
+    """Seed of the random draws of one training item in one epoch (``batch_items`` > 1): the same
+    whichever rank computes the item, so the rank count does not change what is drawn."""
+    return ((int(seed) * 1_000_003 + int(epoch)) * 1_000_033 + int(item)) % 2**63
+
+
+def step_batches(order: Sequence[int], batch_items: int, max_steps: int | None = None) -> list[list[int]]:
+    """The items of each optimiser step of an epoch: consecutive ``batch_items`` of its order (the
+    last step may be short), at most ``max_steps`` steps."""
+    batches = [list(order[i : i + batch_items]) for i in range(0, len(order), batch_items)]
+    return batches if max_steps is None else batches[:max_steps]
+
+
+def rank_share(batch: Sequence[int], rank: int, world_size: int) -> list[int]:
+    """The items of one step that ``rank`` computes: every ``world_size``-th, from its own."""
+    return list(batch[rank::world_size])
+
+
 class Trainer:
     """``fit`` as explicit steps, each usable on its own.
 
@@ -249,20 +285,32 @@ class Trainer:
         self.val_items = val_items
         self.cfg = cfg
         self.paths = checkpoint_paths(output)
+        self.rank, self.world_size = rank_and_size()
+        if self.world_size > cfg.batch_items:
+            raise ValueError(
+                f"{self.world_size} ranks but train.batch_items = {cfg.batch_items}: every rank needs an "
+                "item in each optimiser step; set batch_items to at least the rank count"
+            )
         self.device = resolve_device(device)
+        if self.world_size > 1:
+            self.device = rank_device(self.device, local_rank())
         self.model = task.model.to(self.device)
-        n_steps = len(train_items)
+        n_steps = math.ceil(len(train_items) / cfg.batch_items)
         if cfg.max_steps_per_epoch is not None:
             n_steps = min(n_steps, cfg.max_steps_per_epoch)
         self.steps_per_epoch = n_steps
         self.dtype = amp_dtype(cfg.precision, self.device)
         self._reset()
         self.fingerprint = _fingerprint(task, cfg, train_items, val_items)
-        self.progress_mode = _PROGRESS_MODES[cfg.progress]
+        self.progress_mode = _PROGRESS_MODES[cfg.progress] if self.rank == 0 else "off"
         self.resumed_from: int | None = None
         self._epoch_start: float | None = None
         self._writer = None
         self._writer_opened = False
+        # object collectives (validation parts, barrier) go over gloo, on CPU, whatever the backend
+        self._object_group = None
+        if self.world_size > 1 and dist.get_backend() != "gloo":
+            self._object_group = dist.new_group(backend="gloo")
 
     def _reset(self) -> None:
         """A new optimiser, schedule, scaler and loop state (the model's weights are left alone)."""
@@ -311,20 +359,27 @@ class Trainer:
                 self.state.update(ck["loop_state"])
                 self.resumed_from = self.state["epoch"]
                 log.info("resuming %s from epoch %d", last, self.resumed_from)
+                self._broadcast_model()
                 return self.resumed_from
             log.warning("%s belongs to a different model/config/data; training from scratch", last)
         seed_everything(self.cfg.seed)
-        self.paths["best_state"].unlink(missing_ok=True)  # a previous run's best must not leak in
+        if self.rank == 0:
+            self.paths["best_state"].unlink(missing_ok=True)  # a previous run's best must not leak in
+        self._broadcast_model()
         return None
 
     def train_epoch(self) -> dict:
-        """One pass over the training items of the next epoch, in its seeded order (capped at
-        ``max_steps_per_epoch``): an optimiser step per item, and a scheduler step per item for
-        the per-step schedules. Items whose loss has no gradient or is not finite are skipped.
+        """One pass over the training items of the next epoch, in its seeded order: an optimiser
+        step per ``batch_items`` consecutive items (at most ``max_steps_per_epoch`` steps) on their
+        mean gradient, and a scheduler step per optimiser step for the per-step schedules. Items
+        whose loss has no gradient or is not finite are left out of their step's mean; a step
+        without any item left is skipped. With ``batch_items`` > 1 each item's random draws come
+        from ``item_seed``. With a process group each rank computes its ``rank_share`` of every
+        step and the gradient sums and item counts are all-reduced before the step.
 
         Returns the epoch's training metrics: ``epoch`` (1-based), ``train_loss`` (mean over the
-        steps taken), ``lr`` (after the epoch) and ``skipped_steps``. The epoch counter advances
-        in ``end_epoch``.
+        items used), ``lr`` (after the epoch) and ``skipped_steps`` (items left out). The epoch
+        counter advances in ``end_epoch``.
         """
         cfg, model, optimizer, scaler = self.cfg, self.model, self.optimizer, self.scaler
         device, dtype = self.device, self.dtype
@@ -332,20 +387,37 @@ class Trainer:
         epoch = self.state["epoch"]
         self._epoch_start = time.perf_counter()
         total, counted, skipped = 0.0, 0, 0
+        seeded = cfg.batch_items > 1
         with self._determinism():
             model.train()
-            order = epoch_order(len(self.train_items), cfg.seed, epoch)[: self.steps_per_epoch]
+            order = epoch_order(len(self.train_items), cfg.seed, epoch)
+            batches = step_batches(order, cfg.batch_items, cfg.max_steps_per_epoch)
             bar = Progress(
-                len(order), f"train epoch {epoch + 1}/{cfg.epochs}", "steps", log, mode=self.progress_mode
+                len(batches), f"train epoch {epoch + 1}/{cfg.epochs}", "steps", log, mode=self.progress_mode
             )
-            for i in bar.wrap(order, close=True):
+            for batch in bar.wrap(batches, close=True):
                 optimizer.zero_grad(set_to_none=True)
-                with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-                    loss = self.task.loss(self.train_items[i], device)
-                if not loss.requires_grad or not torch.isfinite(loss.detach()):
-                    skipped += 1  # an item without edges or a diverged loss: no update
-                    continue
-                scaler.scale(loss).backward()
+                mine = 0
+                for i in rank_share(batch, self.rank, self.world_size):
+                    if seeded:
+                        seed_everything(item_seed(cfg.seed, epoch, i))
+                    with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+                        loss = self.task.loss(self.train_items[i], device)
+                    if not loss.requires_grad or not torch.isfinite(loss.detach()):
+                        skipped += 1  # an item without edges or a diverged loss: no gradient
+                        continue
+                    scaler.scale(loss).backward()
+                    total += float(loss.detach())
+                    mine += 1
+                counted += mine
+                # items used by the step, over all ranks (the all-reduce sums the gradients too)
+                used = self._all_reduce_gradients(mine) if self.world_size > 1 else mine
+                if used == 0:
+                    continue  # nothing to learn from in this step (on any rank)
+                if used > 1:
+                    for p in model.parameters():
+                        if p.grad is not None:
+                            p.grad.div_(used)  # the mean over the step's items
                 if cfg.grad_clip is not None:
                     scaler.unscale_(optimizer)
                     nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
@@ -353,14 +425,15 @@ class Trainer:
                 scaler.update()
                 if per_step:
                     self.scheduler.step()
-                total += float(loss.detach())
-                counted += 1
-                bar.set_postfix(loss=total / counted)
+                if self.world_size == 1:
+                    bar.set_postfix(loss=total / counted)
+        if self.world_size > 1:
+            total, counted, skipped = self._sum_over_ranks([total, counted, skipped])
         return {
             "epoch": epoch + 1,
             "train_loss": total / counted if counted else float("nan"),
             "lr": optimizer.param_groups[0]["lr"],
-            "skipped_steps": skipped,
+            "skipped_steps": int(skipped),
         }
 
     def validate(self) -> dict[str, float]:
@@ -372,11 +445,14 @@ class Trainer:
         with self._determinism():
             model.eval()
             with torch.no_grad():
-                metrics = (
-                    {k: float(v) for k, v in self.task.evaluate(self.val_items, self.device).items()}
-                    if self.val_items
-                    else {}
-                )
+                if not self.val_items:
+                    metrics = {}
+                elif self.world_size == 1:
+                    metrics = {
+                        k: float(v) for k, v in self.task.evaluate(self.val_items, self.device).items()
+                    }
+                else:
+                    metrics = self._evaluate_over_ranks()
             model.train(was_training)
         return metrics
 
@@ -424,6 +500,8 @@ class Trainer:
         state, model, cfg = self.state, self.model, self.cfg
         if not state["history"]:
             raise RuntimeError("checkpoint() before end_epoch(): no finished epoch to write")
+        if self.rank != 0:
+            return  # every rank holds the same state; rank 0 writes it
         row = state["history"][-1]
         epoch = state["epoch"]
         if state["best_epoch"] == epoch:
@@ -461,15 +539,18 @@ class Trainer:
         """Publish the best weights to ``output`` (the final weights if no epoch had a finite
         monitored value), load them into ``task.model`` (eval mode) and return the summary."""
         cfg, state, paths, model = self.cfg, self.state, self.paths, self.model
-        if state["best"] is None or not paths["best_state"].exists():
-            # no finite monitored value ever: keep the final weights
-            config = self.task.model_config()
-            save_checkpoint(
-                model_payload(model, config, epoch=state["epoch"], train_config=to_dict(cfg)),
-                paths["best_state"],
-            )
-        with atomic_output(paths["best"]) as tmp:
-            shutil.copyfile(paths["best_state"], tmp)
+        if self.rank == 0:
+            if state["best"] is None or not paths["best_state"].exists():
+                # no finite monitored value ever: keep the final weights
+                config = self.task.model_config()
+                save_checkpoint(
+                    model_payload(model, config, epoch=state["epoch"], train_config=to_dict(cfg)),
+                    paths["best_state"],
+                )
+            with atomic_output(paths["best"]) as tmp:
+                shutil.copyfile(paths["best_state"], tmp)
+        if self.world_size > 1:
+            dist.barrier(group=self._object_group)  # the model file is there for every rank
         best = load_checkpoint(paths["best"], "model file")
         model.load_state_dict(best["state_dict"])
         model.eval()
@@ -483,6 +564,7 @@ class Trainer:
             "stopped_early": state["stopped"],
             "resumed_from_epoch": self.resumed_from,
             "device": str(self.device),
+            "ranks": self.world_size,
             "precision": "fp32" if self.dtype is None else str(self.dtype).removeprefix("torch."),
             "history": state["history"],
         }
@@ -514,10 +596,82 @@ class Trainer:
         self._writer_opened = False
 
     def _tensorboard(self):
-        if self.cfg.tensorboard and not self._writer_opened:
+        if self.cfg.tensorboard and self.rank == 0 and not self._writer_opened:
             self._writer_opened = True
             self._writer = _tensorboard_writer(self.paths["tensorboard"])
         return self._writer
+
+    # -- data parallel (a process group of ``world_size`` > 1 ranks) ----------------------------
+
+    def _broadcast_model(self) -> None:
+        """Rank 0's weights and buffers to every rank (fresh start or resume alike)."""
+        if self.world_size == 1:
+            return
+        with torch.no_grad():
+            for tensor in self.model.state_dict().values():
+                dist.broadcast(tensor, src=0)
+
+    def _all_reduce_gradients(self, used: int) -> int:
+        """Sum every parameter's gradient over the ranks (one collective, the item counts and
+        which parameters got a gradient packed in); returns the step's item count over all ranks.
+
+        A parameter without a gradient on every rank keeps none, as in one process, so the
+        optimiser leaves it alone; one with a gradient somewhere gets the sum."""
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        dtype = torch.float32 if all(p.dtype == torch.float32 for p in params) else torch.float64
+        parts = [
+            (p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1).to(dtype) for p in params
+        ]
+        flags = [1.0 if p.grad is not None else 0.0 for p in params]
+        parts.append(torch.tensor([*flags, float(used)], dtype=dtype, device=self.device))
+        flat = torch.cat(parts)
+        dist.all_reduce(flat)
+        has_grad = flat[-len(params) - 1 : -1].tolist()
+        offset = 0
+        for p, present in zip(params, has_grad):
+            n = p.numel()
+            if present > 0:
+                g = flat[offset : offset + n].view_as(p).to(p.dtype)
+                if p.grad is None:
+                    p.grad = g.clone()
+                else:
+                    p.grad.copy_(g)
+            else:
+                p.grad = None
+            offset += n
+        return round(float(flat[-1]))
+
+    def _sum_over_ranks(self, values: list[float]) -> list[float]:
+        t = torch.tensor(values, dtype=torch.float64, device=self.device)
+        dist.all_reduce(t)
+        return t.tolist()
+
+    def _evaluate_over_ranks(self) -> dict[str, float]:
+        """Validation metrics of all items, computed on rank 0 and sent to every rank.
+
+        A task with ``evaluate_item(index, item, device)`` and ``reduce_evaluation(parts)`` (its
+        ``evaluate`` is the reduction of its items' parts in order) has each rank evaluate every
+        ``world_size``-th item; the parts are gathered on rank 0 and reduced in item order, so the
+        metrics equal one process's. Other tasks are evaluated whole on rank 0."""
+        task, items, device = self.task, self.val_items, self.device
+        metrics = None
+        if hasattr(task, "evaluate_item") and hasattr(task, "reduce_evaluation"):
+            mine = [
+                (i, task.evaluate_item(i, items[i], device))
+                for i in range(self.rank, len(items), self.world_size)
+            ]
+            gathered = [None] * self.world_size if self.rank == 0 else None
+            dist.gather_object(mine, gathered, dst=0, group=self._object_group)
+            if self.rank == 0:
+                parts = sorted(
+                    (pair for rank_parts in gathered for pair in rank_parts), key=lambda pair: pair[0]
+                )
+                metrics = task.reduce_evaluation([part for _, part in parts])
+        elif self.rank == 0:
+            metrics = task.evaluate(items, device)
+        box = [None if metrics is None else {k: float(v) for k, v in metrics.items()}]
+        dist.broadcast_object_list(box, src=0, group=self._object_group)
+        return box[0]
 
     @contextmanager
     def _determinism(self):
