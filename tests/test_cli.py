@@ -18,7 +18,8 @@ RULE_COMMANDS = {
     "simulate", "convert", "build-module-map", "train-metric-learning", "build-graphs", "train-filter",
     "apply-filter", "train-gnn", "working-point", "score-gnn", "infer", "reassociate", "evaluate", "export", "bench",
 }  # fmt: skip
-TOOL_COMMANDS = {"export-pyg", "import-pyg"}  # no workflow rule: moving graphs to and from acorn
+# no workflow rule: moving graphs to and from acorn; packing and checking reference model bundles
+TOOL_COMMANDS = {"export-pyg", "import-pyg", "pack-reference", "check-reference"}
 
 
 def test_every_stage_has_a_command():
