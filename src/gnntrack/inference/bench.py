@@ -257,12 +257,9 @@ def _compare_scores(ref: Pipeline, pipe: Pipeline, source: EventSource, i: int) 
 
 # --------------------------------------------------------------------------- the benchmark
 def _machine(device: torch.device) -> dict:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as fh:
-            cpu = next((ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")), cpu)
-    except OSError:
-        pass
+    from ..device import cpu_name
+
+    cpu = cpu_name()
     gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else None
     return {
         "device": str(device),
