@@ -232,3 +232,24 @@ def test_triplets_keep_the_target_edges_of_a_simulated_event_with_fewer_edges():
     assert n_d > 0.95 * n_truth > 1000
     assert n_t >= 0.97 * n_d
     assert e_t.shape[1] < 0.5 * e_d.shape[1]
+
+
+def test_minmax_only_map_is_smaller_builds_the_same_edges_and_refuses_mean_rms(tmp_path, events):
+    data = build_module_map(events[:6], {"symmetry": "phi", "triplets": True})
+    full, slim = tmp_path / "full.h5", tmp_path / "slim.h5"
+    data.write(full)
+    data.minmax_only().write(slim)
+    assert slim.stat().st_size < full.stat().st_size
+    back = ModuleMapData.read(slim)
+    assert back.mean is None and back.rms is None and back.triplets.mean is None
+    for ev in events[6:]:
+        assert torch.equal(
+            ModuleMap.load(slim, "cpu").build_edges(ev.hits), ModuleMap.load(full, "cpu").build_edges(ev.hits)
+        )
+    with pytest.raises(InputError, match="mean and rms") as exc:
+        ModuleMap.load(slim, "cpu", cut="mean_rms")
+    assert str(slim) in str(exc.value)
+    # the full map still applies mean/rms cuts; a map built for them cannot drop its statistics
+    assert ModuleMap.load(full, "cpu", cut="mean_rms").build_edges(events[7].hits).shape[1] > 0
+    with pytest.raises(ValueError, match="not minmax"):
+        build_module_map(events[:2], {"cut": "mean_rms"}).minmax_only()
