@@ -54,12 +54,13 @@ class MetricLearningConfig(EmbeddingMLPConfig):
     #: hinge margin and hard-negative search radius during training
     margin: Positive = 0.1
     #: hits of one training sample nearest in (eta, phi) to a random hit of a target particle
-    #: (None: every step embeds the whole event)
-    sample_hits: Count | None = 4000
+    #: (None: every step embeds the whole event; ~20 CPU-s per step at <mu> = 200 against 0.05
+    #: for 2000 + 200 hits with a 128 x 3 model: benchmarks/metric_learning_cpu_20261203)
+    sample_hits: Count | None = 2000
     #: random hits of the event added to each sample (far negatives)
-    sample_random_hits: NonNegativeInt = 500
+    sample_random_hits: NonNegativeInt = 200
     #: training samples drawn from each training event per epoch (optimiser steps per event)
-    samples_per_event: Count = 1
+    samples_per_event: Count = 50
     #: query hits per sample (None: all hits of the sample)
     queries_per_event: Count | None = 20000
     #: hard negatives per query (kNN in the current embedding within ``margin``)
@@ -69,7 +70,7 @@ class MetricLearningConfig(EmbeddingMLPConfig):
     non_target_weight: NonNegative = 0.1
     #: validation events (the first ones) whose full radius graph is built after each epoch
     #: (None: all)
-    max_val_events: Count | None = 4
+    max_val_events: Count | None = 2
     #: neighbour search backend of the validation graphs
     backend: Annotated[str, one_of(BACKENDS)] = "auto"
     train: TrainConfig = field(default_factory=TrainConfig)
