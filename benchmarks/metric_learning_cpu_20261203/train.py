@@ -33,6 +33,7 @@ def main() -> None:
     ap.add_argument("--val", nargs="+", required=True)
     ap.add_argument("--max-train-events", type=int, default=None)
     ap.add_argument("--config", default="{}", help="metric_learning section as JSON")
+    ap.add_argument("--init", help="model file whose weights the training starts from (same model settings)")
     ap.add_argument("--output", required=True)
     ap.add_argument("--curve", required=True, help="CSV of the per-epoch rows")
     args = ap.parse_args()
@@ -44,7 +45,12 @@ def main() -> None:
     load_cpu = time.process_time() - c0
     train = [item for item in train for _ in range(cfg.samples_per_event)]
     torch.manual_seed(cfg.train.seed)
-    task = MetricLearningTask(cfg)
+    model = None
+    if args.init:
+        from gnntrack.models import load_model
+
+        model = load_model(args.init, "cpu")
+    task = MetricLearningTask(cfg, model)
     trainer = Trainer(task, train, val, cfg.train, args.output, "cpu")
     trainer.restore()
     rows, cpu_total = [], 0.0
