@@ -4,8 +4,8 @@ One training step works on a *sample* of one event's hits (``sample_hits``): the
 (η, φ) to a random hit of a target particle (a region, so that the hard negatives are the hits a
 radius graph would really confuse) plus ``sample_random_hits`` random hits of the event (far
 pairs, so that distant regions are not folded onto each other). Embedding a whole ⟨μ⟩ = 200
-event and searching its k-NN every step cost ~10 s on a CPU; a sample of a few thousand hits
-costs a few tens of ms (benchmarks/metric_learning_cpu_20261203). ``sample_hits: null`` trains on
+event and searching its k-NN every step cost 20.6 CPU-s (one thread, 4 x 256 model); a sample of
+2000 + 200 hits costs 0.05 CPU-s with a 128 x 3 model (benchmarks/metric_learning_cpu_20261203). ``sample_hits: null`` trains on
 whole events as before. In the sample, a random subset of query hits gets training pairs from
 three sources (acorn's recipe):
 
