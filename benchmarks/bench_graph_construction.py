@@ -7,8 +7,9 @@ ceiling no cut tolerance can lift), and build/apply times, for every cut toleran
 small-count margin (``--small-count-margin``, see ``ModuleMapConfig``) and symmetry mode
 (``--symmetry``: none, phi, phi_z; for phi_z also how many rings found a z mirror).
 
-Metric learning (``--model``): efficiency, purity and edges/event of the radius graph on the
-held-out events for each r in ``--r-max`` (k_max from ``--k-max`` or the model).
+Metric learning (``--model``): efficiency, purity, edges/event and search time of the radius
+graph on the held-out events for each r in ``--r-max`` and each k_max in ``--k-max`` (default:
+the model's).
 
     python benchmarks/bench_graph_construction.py --train data/train*.h5 --test data/test.h5 \
         --n-train 5,10,30,100 --tolerance 0.1 --output results/bench/graph_construction.json
@@ -133,34 +134,75 @@ def module_map_study(train, test, n_list, tolerances, margins, cut, n_sigma, sym
     return rows
 
 
-def metric_learning_study(model_path, test, r_list, k_max, backend, device) -> list[dict]:
+def _select(pairs: torch.Tensor, emb: torch.Tensor, r: float, k_max: int) -> torch.Tensor:
+    """The pairs ``radius_graph(emb, r, k_max)`` returns, taken from a search at a larger radius
+    and cap (same order: query, distance, neighbour; same distance arithmetic and strict cut)."""
+    i, j = pairs
+    d2 = (emb[i] - emb[j]).pow(2).sum(-1)
+    keep = d2 < r * r
+    i, j = i[keep], j[keep]
+    counts = torch.bincount(i, minlength=emb.shape[0])
+    first = torch.cumsum(counts, 0) - counts
+    rank = torch.arange(i.numel(), device=i.device) - first[i]
+    return torch.stack([i[rank < k_max], j[rank < k_max]])
+
+
+def metric_learning_study(model_path, test, r_list, k_list, backend, device, one_search=False) -> list[dict]:
+    """One row per (r_max, k_max): efficiency, purity, edges/event of the radius graph and the
+    median wall and process CPU time per event of the search (embedding excluded;
+    ``embed_seconds_per_event`` apart).
+
+    ``one_search``: one search per event at the largest r_max and k_max, every other (r_max,
+    k_max) graph selected from it (the same edges as its own search; ``search_seconds_per_event``
+    is then that of the largest search, an upper bound)."""
     from gnntrack.models import load_model
 
     model = load_model(model_path, device)
-    builder = EmbeddingBuilder(model, k_max=k_max, backend=backend, device=device)
-    embedded = [(ev, builder.embed(ev.hits)) for ev in test]
+    builder = EmbeddingBuilder(model, backend=backend, device=device)
+    k_list = k_list or [builder.k_max]
+    embedded, embed_times, largest = [], [], []
+    for ev in test:
+        t0 = time.perf_counter()
+        emb = builder.embed(ev.hits)
+        embed_times.append(time.perf_counter() - t0)
+        embedded.append((ev, emb))
+        if one_search:
+            t0, c0 = time.perf_counter(), time.process_time()
+            pairs = radius_graph(emb, max(r_list), max(k_list), backend)
+            largest.append((pairs, time.perf_counter() - t0, time.process_time() - c0))
     rows = []
-    for r in r_list:
-        graphs, times = [], []
-        for ev, emb in embedded:
-            t0 = time.perf_counter()
-            pairs = radius_graph(emb, r, builder.k_max, backend)
-            edges = orient_outward(pairs, hits_to_tensors(ev.hits, ("r", "z"), emb.device))
-            times.append(time.perf_counter() - t0)
-            graphs.append(make_graph(edges.cpu().numpy(), ev))
-        row = {
-            "r_max": r,
-            "k_max": builder.k_max,
-            "backend": backend,
-            "search_seconds_per_event": float(np.median(times)),
-            **_summary(graph_metrics(graphs, test)),
-        }
-        rows.append(row)
-        print(
-            f"r={r:<6} k_max={builder.k_max} eff={row['efficiency']:.4f} pur={row['purity']:.4f} "
-            f"edges/ev={row['edges_per_event']:.0f} truthCC={row['truth_cc_efficiency']:.4f}",
-            flush=True,
-        )
+    for k_max in k_list:
+        for r in r_list:
+            graphs, times, cpu = [], [], []
+            for n, (ev, emb) in enumerate(embedded):
+                t0, c0 = time.perf_counter(), time.process_time()
+                if one_search:
+                    pairs = _select(largest[n][0], emb, r, k_max)
+                    times.append(largest[n][1])
+                    cpu.append(largest[n][2])
+                else:
+                    pairs = radius_graph(emb, r, k_max, backend)
+                    times.append(time.perf_counter() - t0)
+                    cpu.append(time.process_time() - c0)
+                edges = orient_outward(pairs, hits_to_tensors(ev.hits, ("r", "z"), emb.device))
+                graphs.append(make_graph(edges.cpu().numpy(), ev))
+            row = {
+                "r_max": r,
+                "k_max": k_max,
+                "backend": backend,
+                "search_seconds_per_event": float(np.median(times)),
+                "search_cpu_seconds_per_event": float(np.median(cpu)),
+                "search_timed": "largest (r_max, k_max)" if one_search else "this (r_max, k_max)",
+                "embed_seconds_per_event": float(np.median(embed_times)),
+                **_summary(graph_metrics(graphs, test)),
+            }
+            rows.append(row)
+            print(
+                f"r={r:<6} k_max={k_max} eff={row['efficiency']:.4f} pur={row['purity']:.4f} "
+                f"edges/ev={row['edges_per_event']:.0f} truthCC={row['truth_cc_efficiency']:.4f} "
+                f"search={row['search_seconds_per_event']:.2f}s ({row['search_cpu_seconds_per_event']:.2f} CPU-s)",
+                flush=True,
+            )
     return rows
 
 
@@ -179,8 +221,13 @@ def main() -> None:
     )
     ap.add_argument("--model", help="embedding model for the metric-learning study")
     ap.add_argument("--r-max", default="0.05,0.1,0.15,0.2,0.3")
-    ap.add_argument("--k-max", type=int, default=None)
+    ap.add_argument("--k-max", default=None, help="comma-separated k_max values (default: the model's)")
     ap.add_argument("--backend", default="auto")
+    ap.add_argument(
+        "--one-search",
+        action="store_true",
+        help="metric learning: one search per event at the largest r_max/k_max, the others selected from it",
+    )
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--output", default="results/bench/graph_construction.json")
     args = ap.parse_args()
@@ -210,8 +257,9 @@ def main() -> None:
         result["train_files"] = args.train
     if args.model:
         r_list = [float(x) for x in args.r_max.split(",")]
+        k_list = [int(x) for x in args.k_max.split(",")] if args.k_max else None
         result["metric_learning"] = metric_learning_study(
-            args.model, test, r_list, args.k_max, args.backend, args.device
+            args.model, test, r_list, k_list, args.backend, args.device, args.one_search
         )
         result["model"] = args.model
     out = Path(args.output)

@@ -1,0 +1,80 @@
+"""Metric learning on samples of hits: what a sample holds, and that training on samples works."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from synthetic import make_event
+
+from gnntrack.config import from_dict
+from gnntrack.graph_construction import MetricLearningConfig, MetricLearningTask
+from gnntrack.graph_construction.metric_learning import make_item, restrict_truth, sample_hits
+from gnntrack.training import fit
+
+
+def _eta_phi_d2(item, centre):
+    dphi = np.remainder(item.phi.numpy() - item.phi.numpy()[centre] + np.pi, 2 * np.pi) - np.pi
+    return (item.eta.numpy() - item.eta.numpy()[centre]) ** 2 + dphi**2
+
+
+def test_sample_is_a_region_around_a_target_hit_plus_random_hits_and_its_truth_edges():
+    cfg = from_dict(MetricLearningConfig, {"sample_hits": 50, "sample_random_hits": 10})
+    item = make_item(make_event(n_particles=60, n_noise=40, seed=3), cfg)
+    n = item.x.shape[0]
+    assert n > 200
+    target_hits = set(item.target_truth.reshape(-1).tolist())
+    for seed in range(5):
+        nodes = sample_hits(item, cfg, torch.Generator().manual_seed(seed))
+        ids = nodes.tolist()
+        assert ids == sorted(set(ids)) and ids[0] >= 0 and ids[-1] < n
+        assert 50 <= len(ids) <= 60
+        # some target hit is the centre: its 50 nearest hits in (eta, phi) all belong to the sample
+        members = set(ids)
+        assert any(
+            set(np.argsort(_eta_phi_d2(item, c), kind="stable")[:50].tolist()) <= members
+            for c in members & target_hits
+        )
+        # the sample's truth edges: exactly the truth edges with both ends in it, renumbered
+        local = {h: k for k, h in enumerate(ids)}
+        truth, weight = restrict_truth(item, nodes)
+        got = sorted(zip(truth[0].tolist(), truth[1].tolist(), weight.tolist()))
+        want = sorted(
+            (local[a], local[b], w)
+            for a, b, w in zip(item.truth[0].tolist(), item.truth[1].tolist(), item.truth_weight.tolist())
+            if a in members and b in members
+        )
+        assert got == want and len(got) > 0
+    # a small event is used whole
+    small = from_dict(MetricLearningConfig, {"sample_hits": n, "sample_random_hits": 0})
+    assert torch.equal(sample_hits(item, small), torch.arange(n))
+    assert restrict_truth(item, torch.arange(n))[0] is item.truth
+
+
+def test_training_on_samples_raises_held_out_efficiency(tmp_path):
+    cfg = from_dict(
+        MetricLearningConfig,
+        {
+            "hidden": 48,
+            "n_layers": 2,
+            "emb_dim": 6,
+            "margin": 0.2,
+            "r_max": 0.2,
+            "k_max": 16,
+            "knn": 8,
+            "sample_hits": 120,
+            "sample_random_hits": 20,
+            "train": {"epochs": 6, "lr": 0.005, "seed": 1, "progress": "off"},
+        },
+    )
+    events = [make_event(n_particles=50, n_noise=20, seed=s, event_number=s) for s in range(8)]
+    items = [make_item(ev, cfg) for ev in events]
+    assert all(item.x.shape[0] > 3 * 140 for item in items)  # every step trains on a sample
+    torch.manual_seed(0)
+    task = MetricLearningTask(cfg)
+    before = task.evaluate(items[6:], torch.device("cpu"))
+    train = [item for item in items[:6] for _ in range(4)]  # 4 samples per event and epoch
+    fit(task, train, items[6:], cfg.train, tmp_path / "ml.pt", "cpu")
+    after = task.evaluate(items[6:], torch.device("cpu"))
+    # measured: 0.64 -> 0.97 (untrained: the radius graph of a random embedding)
+    assert after["eff"] > before["eff"] + 0.25, (before, after)
+    assert after["eff"] > 0.9, after
