@@ -854,26 +854,32 @@ class ModuleMap:
             stop = int(torch.searchsorted(cum, torch.tensor(base + self.chunk_size, device=dev), right=True))
             stop = max(stop, start + 1)
             c = t_cnt[start:stop]
-            # one row per (first doublet i, mapped triplet t of its pair)
-            i = torch.repeat_interleave(torch.arange(start, stop, device=dev), c)
-            t = (
-                torch.arange(i.numel(), device=dev)
-                - torch.repeat_interleave(torch.cumsum(c, 0) - c, c)
-                + t_lo.index_select(0, i)
+            # one row per (first doublet i, mapped triplet t of its pair), i not materialised:
+            # the rows of doublet start + k are offs[k]:ends[k]
+            ends = torch.cumsum(c, 0)
+            n_rows = int(ends[-1])
+            t = torch.arange(n_rows, device=dev) + torch.repeat_interleave(
+                t_lo[start:stop] - (ends - c), c, output_size=n_rows
             )
-            want = dst.index_select(0, i) * self.n_pairs + self.triplet_next.index_select(0, t)
+            want = torch.repeat_interleave(
+                dst[start:stop] * self.n_pairs, c, output_size=n_rows
+            ) + self.triplet_next.index_select(0, t)
             run = torch.searchsorted(run_key, want).clamp_(max=n_runs - 1)
             row = torch.nonzero(run_key.index_select(0, run) == want).squeeze(1)
             run = run.index_select(0, row)
             j_lo, j_cnt = run_start.index_select(0, run), run_len.index_select(0, run)
-            r = torch.repeat_interleave(row, j_cnt)
+            n_match = int(j_cnt.sum())
             j = d_order.index_select(
                 0,
-                torch.arange(r.numel(), device=dev)
-                - torch.repeat_interleave(torch.cumsum(j_cnt, 0) - j_cnt, j_cnt)
-                + torch.repeat_interleave(j_lo, j_cnt),
+                torch.arange(n_match, device=dev)
+                + torch.repeat_interleave(
+                    j_lo - (torch.cumsum(j_cnt, 0) - j_cnt), j_cnt, output_size=n_match
+                ),
             )
-            i, t = i.index_select(0, r), t.index_select(0, r)
+            i = torch.repeat_interleave(
+                torch.searchsorted(ends, row, right=True) + start, j_cnt, output_size=n_match
+            )
+            t = torch.repeat_interleave(t.index_select(0, row), j_cnt, output_size=n_match)
             # (a hit pair mapped both ways would form a -> b -> a)
             sel = torch.nonzero(src.index_select(0, i) != dst.index_select(0, j)).squeeze(1)
             i, j, t = i.index_select(0, sel), j.index_select(0, sel), t.index_select(0, sel)
