@@ -44,14 +44,18 @@ class HGNNConfig(HGNNModelConfig):
     training; a trained model file carries its own), then track building and training settings.
 
     pool_cut: GMPool edge cut on the learned similarity; None = adaptive (the valley of the
-        similarity histogram of each event).
-    assign_cut: a hit joins a super-node's candidate when its assignment score exceeds this.
+        similarity histogram of each event). 0.8 over-splits into pure fragments that the
+        assignment joins again: on the default campaign's validation events it beat the adaptive
+        cut (two-way efficiency 0.9807 against 0.9608 after 10 and 8 epochs on 40 events;
+        benchmarks/hgnn_20261203). Training and track building should use the same cut.
+    assign_cut: a hit joins a super-node's candidate when its assignment score exceeds this
+        (0.7: the best two-way efficiency on the validation events, benchmarks/hgnn_20261203).
     max_overlap: a candidate sharing more than this fraction of its hits with one larger
         candidate is dropped (duplicate control; 1 keeps all).
     """
 
-    pool_cut: Probability | None = None
-    assign_cut: Probability = 0.5
+    pool_cut: Probability | None = 0.8
+    assign_cut: Probability = 0.7
     max_overlap: Probability = 0.5
     non_target_weight: NonNegative = 0.1
     #: weight of the GMPool edge loss beside the assignment loss
