@@ -194,3 +194,10 @@ def test_bad_config_is_a_clear_error(tmp_path):
         TrackBuilder(TrackBuildingConfig(method="hgnn", score_cut=0.5))
     with pytest.raises(ValueError, match="node_features must include"):
         HGNN(node_features=["r", "z"])
+
+
+def test_gnn_working_point_with_hgnn_track_building_scans_walkthrough_candidates():
+    from gnntrack.gnn.working_point import _track_building
+
+    tb = _track_building({"method": "hgnn", "min_hits": 4, "min_pt": 0.9})
+    assert (tb.method, tb.min_hits, tb.min_pt) == ("walkthrough", 4, 0.9)
