@@ -35,9 +35,12 @@ sys.path.insert(0, str(ROOT / "src"))
 from gnntrack.conditions import DEFAULT_TARGET, select  # noqa: E402
 from gnntrack.edge_classification.data import iter_event_graphs  # noqa: E402
 from gnntrack.gnn.working_point import DEFAULT_CUTS  # noqa: E402
+from gnntrack.io.features import node_features  # noqa: E402
 from gnntrack.metrics.tracks import Rates, apply_style, event_rates, match_pairs  # noqa: E402
 from gnntrack.track_building import TrackBuildingConfig, build_tracks  # noqa: E402
-from gnntrack.track_building.hgnn import load_hgnn  # noqa: E402
+from gnntrack.track_building.build import _group_numpy  # noqa: E402
+from gnntrack.track_building.hgnn import load_hgnn, loose_graph  # noqa: E402
+from gnntrack.track_building.selection import select_min_pt  # noqa: E402
 
 RATES = ("two_way_efficiency", "two_way_fake_rate", "two_way_duplicate_rate",
          "atlas_efficiency", "atlas_fake_rate", "atlas_duplicate_rate")  # fmt: skip
@@ -59,16 +62,28 @@ def lost_causes(pairs, reconstructed: np.ndarray, target: np.ndarray) -> dict[st
     }
 
 
-def measure(data, tb: TrackBuildingConfig, hgnn_model=None) -> dict:
+def pool_only_tracks(edge_index, scores, n_hits, tb: TrackBuildingConfig, hits, model):
+    """Ablation: the HGNN's GMPool super-nodes themselves as the candidates (no assignment step),
+    with the same min_hits / min_pt selection."""
+    nodes, ei, sc = loose_graph(edge_index, scores, n_hits, model.loose_cut)
+    x = torch.from_numpy(node_features(hits, model.node_features, model.feature_scales)[nodes])
+    with torch.no_grad():
+        out = model(x, torch.from_numpy(ei), torch.from_numpy(sc), pool_cut=tb.hgnn.pool_cut)
+    labels = np.full(n_hits, -1, dtype=np.int64)
+    labels[nodes] = out.supernode.numpy()
+    tracks = _group_numpy(labels, tb.min_hits)
+    return tracks if tb.min_pt is None else select_min_pt(tracks, hits["x"], hits["y"], tb.min_pt, tb.bfield)
+
+
+def measure(data, tb: TrackBuildingConfig, hgnn_model=None, pool_only: bool = False) -> dict:
     two, atlas = Rates(), Rates()
     wall, cpu, n_tracks = [], [], 0
     causes = {"absent": 0, "split": 0, "merged": 0}
     reco = []
     for event, graph in data:
         w0, c0 = time.perf_counter(), time.process_time()
-        tracks = build_tracks(
-            graph.edge_index, graph.scores["gnn"], event.n_hits, tb, hits=event.hits, hgnn_model=hgnn_model
-        )
+        build = pool_only_tracks if pool_only else build_tracks
+        tracks = build(graph.edge_index, graph.scores["gnn"], event.n_hits, tb, event.hits, hgnn_model)
         wall.append(time.perf_counter() - w0)
         cpu.append(time.process_time() - c0)
         n_tracks += len(tracks)
@@ -105,7 +120,8 @@ def main(argv=None) -> int:
     ap.add_argument("--assign-cuts", type=float, nargs="+", default=[0.3, 0.4, 0.5, 0.6, 0.7])
     ap.add_argument("--pool-cut", type=float, default=None, help="fixed GMPool cut (default: adaptive)")
     ap.add_argument("--max-overlap", type=float, nargs="+", default=[0.5], help="HGNN duplicate control")
-    ap.add_argument("--methods", nargs="+", default=["cc", "walkthrough", "hgnn"])
+    ap.add_argument("--methods", nargs="+", default=["cc", "walkthrough", "hgnn"],
+                    help="also: hgnn_pool_only (ablation: GMPool super-nodes as candidates)")  # fmt: skip
     ap.add_argument("--min-hits", type=int, default=4)
     ap.add_argument("--min-pt", type=float, default=0.9, help="GeV; 0 = no cut")
     ap.add_argument("--max-events", type=int)
@@ -130,6 +146,11 @@ def main(argv=None) -> int:
         name = "hgnn" if len(args.max_overlap) == 1 else f"hgnn(max_overlap={overlap})"
         rows.append({"method": name, "cut": acut, "max_overlap": overlap, **r})
         print(name, acut, {k: round(r[k], 4) for k in RATES}, flush=True)
+    if "hgnn_pool_only" in args.methods:
+        hg = dataclasses.replace(base.hgnn, pool_cut=args.pool_cut)
+        r = measure(data, dataclasses.replace(base, method="hgnn", hgnn=hg), model, pool_only=True)
+        rows.append({"method": "hgnn_pool_only", "cut": args.pool_cut or 0.0, **r})
+        print("hgnn_pool_only", {k: round(r[k], 4) for k in RATES}, flush=True)
     # targets found by one method's setting and not by another's (two-way), for every pair of
     # the best setting per method (two-way efficiency, ties: higher cut)
     best = {}
