@@ -1,15 +1,15 @@
 #!/usr/bin/env python
 """The <mu> = 200 result table of benchmarks/hgnn_20261203/README.md from hgnn_compare.py outputs.
 
-    python benchmarks/hgnn_20261203/mu200/make_result.py DIR [NAME]
+    python benchmarks/hgnn_20261203/mu200/make_result.py DIR [NAME ...]
 
 DIR holds ``{val,test}_base/compare.json`` (cc, walkthrough and the <mu> = 60 HGNN at every cut)
-and ``{val,test}_NAME/compare.json`` (the <mu> = 200 HGNN at every assignment cut; NAME
+and ``{val,test}_NAME/compare.json`` for each NAME (a <mu> = 200 HGNN at every assignment cut;
 default hgnn200). Settings
 are chosen on the validation events: cc and walkthrough by the working-point rule of
 ``gnntrack.gnn.working_point`` (highest edge cut within 0.002 of the best two-way efficiency)
 and, for the walkthrough, also by its best two-way efficiency; each HGNN by its best two-way
-efficiency (ties: higher cut). Writes ``result_NAME.json`` (val and test rows) and prints the table.
+efficiency (ties: higher cut). Writes ``result.json`` (val and test rows) and prints the table.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def at(rs: list[dict], cut: float) -> dict:
     return next(r for r in rs if abs(r["cut"] - cut) < 1e-9)
 
 
-def main(d: Path, name: str = "hgnn200") -> None:
+def main(d: Path, *names: str) -> None:
     picks = []  # (label, file stem, method, val row)
     for method in ("cc", "walkthrough"):
         val = rows(d / "val_base/compare.json", method)
@@ -49,9 +49,9 @@ def main(d: Path, name: str = "hgnn200") -> None:
             picks.append(("walkthrough (best val two-way eff)", "base", method, best(val)))
             # the campaign's stored working point (chosen on 5 of the 10 validation events)
             picks.append(("walkthrough (campaign working point)", "base", method, at(val, CAMPAIGN_CUT)))
-    picks.append(
-        (f"hgnn, <mu>=200 model ({name})", name, "hgnn", best(rows(d / f"val_{name}/compare.json", "hgnn")))
-    )
+    for name in names or ("hgnn200",):
+        val = rows(d / f"val_{name}/compare.json", "hgnn")
+        picks.append((f"hgnn, <mu>=200 model ({name})", name, "hgnn", best(val)))
     picks.append(
         ("hgnn, <mu>=60 model (try6)", "base", "hgnn", best(rows(d / "val_base/compare.json", "hgnn")))
     )
@@ -80,7 +80,7 @@ def main(d: Path, name: str = "hgnn200") -> None:
                 f"| {r['atlas_fake_rate']:.4f} ({at_['n_fake']}) | {r['atlas_duplicate_rate']:.4f} "
                 f"| {r['tracks']} | {r['cpu_s_per_event']:.4f} | {r['wall_s_per_event']:.4f} |"
             )
-    (d / f"result_{name}.json").write_text(json.dumps(out, indent=1) + "\n")
+    (d / "result.json").write_text(json.dumps(out, indent=1) + "\n")
 
 
 if __name__ == "__main__":
