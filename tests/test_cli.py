@@ -19,7 +19,7 @@ RULE_COMMANDS = {
     "apply-filter", "train-gnn", "working-point", "score-gnn", "infer", "reassociate", "evaluate", "export", "bench",
 }  # fmt: skip
 # no workflow rule: moving graphs to and from acorn; packing and checking reference model bundles
-TOOL_COMMANDS = {"export-pyg", "import-pyg", "pack-reference", "check-reference"}
+TOOL_COMMANDS = {"export-pyg", "import-pyg", "pack-reference", "check-reference", "train-hgnn"}
 
 
 def test_every_stage_has_a_command():

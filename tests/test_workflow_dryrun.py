@@ -112,6 +112,16 @@ def test_tiny_campaign_plans_every_stage(tmp_path):
         assert jobs.get(rule, 0) >= 1, rule
 
 
+def test_hgnn_track_building_plans_its_training_on_scored_train_and_val_graphs(tmp_path):
+    """Only with ``method: hgnn``: score_gnn also runs on the train and val shards and train_hgnn
+    feeds infer."""
+    assert "train_hgnn" not in dry_run(make_workdir(tmp_path / "cc"), "config/test_tiny.yaml")
+    extra = {"inference": {"track_building": {"method": "hgnn"}}}
+    jobs = dry_run(make_workdir(tmp_path / "hgnn", extra), "config/test_tiny.yaml", "extra.yaml")
+    assert jobs["train_hgnn"] == 1 and jobs["score_gnn"] == 3  # train, val and test shard
+    assert jobs["infer"] >= 1
+
+
 def test_slurm_profile_routes_gpu_rules_to_gpu_partition(tmp_path):
     """``--profile slurm`` as typed in a clone's root: jobs asking for GPUs go to the GPU partition."""
     res = snakemake(

@@ -126,6 +126,22 @@ def cmd_train_gnn(args):
     )
 
 
+def cmd_train_hgnn(args):
+    from gnntrack.track_building.hgnn import run_train_hgnn
+
+    tb = stage_config("inference", load_campaign(args.config), args.set).track_building
+    run_train_hgnn(
+        args.train_events,
+        args.train_graphs,
+        args.val_events,
+        args.val_graphs,
+        args.output,
+        tb.hgnn,
+        device=args.device,
+        min_hits=tb.min_hits,
+    )
+
+
 def cmd_working_point(args):
     from gnntrack.gnn import run_choose_working_point
 
@@ -160,6 +176,7 @@ def cmd_infer(args):
     from gnntrack.reference import Reference
 
     models = {"module_map": args.module_map, "embedding": args.embedding, "filter": args.filter_model, "gnn": args.gnn_model}  # fmt: skip
+    hgnn = args.hgnn_model
     campaign = load_campaign(args.config)
     if args.reference is not None:
         ref = Reference.load(args.reference)
@@ -177,6 +194,7 @@ def cmd_infer(args):
         filter_model=models["filter"],
         gnn_model=models["gnn"],
         device=args.device,
+        hgnn_model=hgnn,
     )
 
 
@@ -296,6 +314,9 @@ def _models(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--filter-model", type=Path, help="edge filter model (when the filter runs)")
     p.add_argument("--gnn-model", type=Path, help="GNN model (required without --reference)")
+    p.add_argument(
+        "--hgnn-model", type=Path, help="HGNN track builder (inference.track_building.method=hgnn)"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -345,6 +366,16 @@ def build_parser() -> argparse.ArgumentParser:
         for opt in ("--train-events", "--train-graphs", "--val-events", "--val-graphs"):
             p.add_argument(opt, nargs="+", type=Path, required=True)
         p.add_argument("-o", "--output", type=Path, required=True)
+
+    p = add(
+        "train-hgnn",
+        cmd_train_hgnn,
+        "train the HGNN track builder (inference.track_building.hgnn) on GNN-scored graphs",
+        device=True,
+    )
+    for opt in ("--train-events", "--train-graphs", "--val-events", "--val-graphs"):
+        p.add_argument(opt, nargs="+", type=Path, required=True, help="graphs: GNN-scored (score-gnn)")
+    p.add_argument("-o", "--output", type=Path, required=True)
 
     p = add(
         "working-point",

@@ -176,6 +176,11 @@ def filtered(split, shard="{shard}"):
     return f"{RESULTS}/filtered/{split}/{shard}.h5"
 
 
+def scored(split, shard="{shard}"):
+    """A graphs shard with the GNN's edge scores (``score_gnn``)."""
+    return f"{RESULTS}/scored/{split}/{shard}.h5"
+
+
 def gnn_input_graphs(split, shard="{shard}"):
     """The graphs the GNN trains and is evaluated on: filtered when the filter runs."""
     return filtered(split, shard) if USE_FILTER else graphs(split, shard)
@@ -209,6 +214,7 @@ MODELS = {
     "metric_learning": f"{RESULTS}/models/metric_learning.pt",
     "filter": f"{RESULTS}/models/filter.pt",
     "gnn": f"{RESULTS}/models/gnn.pt",  # with its working point
+    "hgnn": f"{RESULTS}/models/hgnn.pt",  # HGNN track builder (track_building.method: hgnn)
 }
 TRAINED_GNN = f"{RESULTS}/models/gnn_trained.pt"  # before the working point is chosen
 
@@ -231,7 +237,20 @@ def inference_models():
     if USE_FILTER:
         models["filter_model"] = MODELS["filter"]
     models["gnn_model"] = MODELS["gnn"]
+    if uses_hgnn():
+        models["hgnn_model"] = MODELS["hgnn"]
     return models
+
+
+def uses_hgnn():
+    """The campaign builds its tracks with the HGNN (``inference.track_building.method: hgnn``)."""
+    return stage_config("inference")["track_building"]["method"] == "hgnn"
+
+
+def hgnn_training_config():
+    """What the HGNN's training reads: ``track_building.hgnn`` and the candidates' ``min_hits``."""
+    tb = stage_config("inference")["track_building"]
+    return {"hgnn": tb["hgnn"], "min_hits": tb["min_hits"]}
 
 
 def trained_models():
@@ -250,7 +269,7 @@ def evaluation_graphs():
     stages = {GRAPH_METHOD: [graphs("test", s) for s in SHARDS["test"]]}
     if USE_FILTER:
         stages["filter"] = [filtered("test", s) for s in SHARDS["test"]]
-    stages["gnn"] = expand(f"{RESULTS}/scored/test/{{shard}}.h5", shard=SHARDS["test"])
+    stages["gnn"] = [scored("test", s) for s in SHARDS["test"]]
     return stages
 
 

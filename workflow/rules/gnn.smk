@@ -1,6 +1,7 @@
 # GNN edge classifier (interaction network): training, the working point (its edge cut, chosen
 # on the validation events with the campaign's track building), and scoring of the test graphs
-# for the edge-level evaluation.
+# for the edge-level evaluation (and of the training and validation graphs when the HGNN track
+# builder trains on them, workflow/rules/hgnn.smk).
 
 
 rule train_gnn:
@@ -51,15 +52,15 @@ rule gnn_working_point:
 
 rule score_gnn:
     input:
-        events=events("test"),
-        graphs=gnn_input_graphs("test"),
+        events=events("{split}"),
+        graphs=gnn_input_graphs("{split}"),
         model=MODELS["gnn"],
     output:
-        f"{RESULTS}/scored/test/{{shard}}.h5",
+        scored("{split}"),
     log:
-        f"{LOGS}/score_gnn/{{shard}}.log",
+        f"{LOGS}/score_gnn/{{split}}_{{shard}}.log",
     benchmark:
-        f"{BENCHMARKS}/score_gnn/{{shard}}.tsv"
+        f"{BENCHMARKS}/score_gnn/{{split}}_{{shard}}.tsv"
     threads: rule_threads("score_gnn")
     resources:
         **rule_resources("score_gnn"),

@@ -31,7 +31,8 @@ SCHEMA_PATH = Path(__file__).with_name("config.schema.yaml")
 #: Rules whose scheduler resources a campaign may set (plus the "default" and "gpu" groups).
 RULES = [
     "simulate", "simulate_map_sample", "convert", "build_module_map", "train_metric_learning", "build_graphs",
-    "train_filter", "apply_filter", "train_gnn", "gnn_working_point", "score_gnn", "infer", "reassociate",
+    "train_filter", "apply_filter", "train_gnn", "gnn_working_point", "score_gnn", "train_hgnn", "infer",
+    "reassociate",
     "evaluate", "export", "bench",
 ]  # fmt: skip
 

@@ -19,4 +19,5 @@ run_bench(
     filter_model=smk.input.get("filter_model"),
     gnn_model=smk.input.gnn_model,
     device=device(smk),
+    hgnn_model=smk.input.get("hgnn_model"),
 )

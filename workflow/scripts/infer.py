@@ -16,4 +16,5 @@ run_infer(
     filter_model=smk.input.get("filter_model"),
     gnn_model=smk.input.gnn_model,
     device=device(smk),
+    hgnn_model=smk.input.get("hgnn_model"),
 )

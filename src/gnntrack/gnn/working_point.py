@@ -76,9 +76,13 @@ def _target(event) -> np.ndarray:
 def _track_building(track_building) -> TrackBuildingConfig:
     if track_building is None:
         return TrackBuildingConfig()
-    if isinstance(track_building, TrackBuildingConfig):
-        return track_building
-    return from_dict(TrackBuildingConfig, track_building, "inference.track_building")
+    if not isinstance(track_building, TrackBuildingConfig):
+        track_building = from_dict(TrackBuildingConfig, track_building, "inference.track_building")
+    if track_building.method == "hgnn":
+        # the HGNN reads the GNN's scores above its own loose cut, not the GNN's edge cut: the
+        # cut (still used by the edge-level metrics) is chosen with the walkthrough's candidates
+        track_building = dataclasses.replace(track_building, method="walkthrough")
+    return track_building
 
 
 def scan_cuts(scored: Sequence, cfg: WorkingPointConfig, track_building=None) -> list[dict]:

@@ -323,6 +323,7 @@ def run_bench(
     filter_model=None,
     gnn_model=None,
     device: str | torch.device = "auto",
+    hgnn_model=None,
 ) -> dict:
     """Run the benchmark and write ``output/bench.json``, ``bench.md`` (the table), ``bench.png``.
 
@@ -336,12 +337,13 @@ def run_bench(
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
     dev = resolve_device(device)
-    proto = Pipeline.from_files(base, module_map, embedding, filter_model, gnn_model, dev)
+    proto = Pipeline.from_files(base, module_map, embedding, filter_model, gnn_model, dev, hgnn_model)
     models = {
         "module_map": proto.module_map if proto.method == "module_map" else None,
         "embedding": proto.embedding,
         "filter_model": proto.filter_model,
         "gnn_model": proto.gnn_model,
+        "hgnn_model": proto.hgnn_model,
     }
     source = EventSource(event_files, cfg.n_events, proto.required_hit_columns())
     runtime_choice = None
@@ -429,6 +431,7 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     )
     parser.add_argument("--filter-model", type=Path, help="edge filter model (optional)")
     parser.add_argument("--gnn-model", type=Path, required=True)
+    parser.add_argument("--hgnn-model", type=Path, help="HGNN track builder (track_building.method=hgnn)")
     parser.add_argument("-o", "--output", type=Path, required=True, help="output folder (bench.json/md/png)")
     parser.add_argument(
         "-c",
@@ -493,6 +496,7 @@ def main(argv: list[str] | None = None) -> int:
             filter_model=args.filter_model,
             gnn_model=args.gnn_model,
             device=args.device,
+            hgnn_model=args.hgnn_model,
         )
     except (InputError, ConfigError, FileNotFoundError) as exc:
         print(f"gnntrack bench: error: {exc}", file=sys.stderr)

@@ -87,8 +87,11 @@ class Pipeline:
         filter_model: torch.nn.Module | None = None,
         gnn_model: torch.nn.Module | None = None,
         device: str | torch.device = "auto",
+        hgnn_model=None,
     ):
         self.cfg = as_inference_config(cfg)
+        #: track_building.method "hgnn": the trained HGNN (model or file; runs on the CPU)
+        self.hgnn_model = hgnn_model
         self.device = resolve_device(device)
         if gnn_model is None:
             raise ValueError("the inference pipeline needs a GNN model")
@@ -144,6 +147,7 @@ class Pipeline:
             if m is not None and (name != "embedding" or method == "metric_learning")
         }
         self.stages = self._make_stages()
+        self.hgnn_model = self.stages[-1].hgnn_model  # loaded (None unless the method is hgnn)
         self.graph_builder = self.stages[0]
         self.r_max, self.k_max = self.graph_builder.r_max, self.graph_builder.k_max
         self._hit_columns = self._needed_hit_columns()
@@ -177,7 +181,7 @@ class Pipeline:
                 "gnn", self.gnn_model, self.cfg.track_building.score_cut, runner=self._runners["gnn"]
             )
         )
-        stages.append(TrackBuilder(self.cfg.track_building, score_stage="gnn"))
+        stages.append(TrackBuilder(self.cfg.track_building, score_stage="gnn", hgnn_model=self.hgnn_model))
         return stages
 
     # ------------------------------------------------------------------ construction
@@ -190,6 +194,7 @@ class Pipeline:
         filter_model=None,
         gnn_model=None,
         device: str | torch.device = "auto",
+        hgnn_model=None,
     ) -> Pipeline:
         """Build from file paths (or already loaded objects, passed through)."""
         from ..models import load_model
@@ -207,7 +212,7 @@ class Pipeline:
             from ..graph_construction import ModuleMap
 
             mm = ModuleMap.load(mm, dev if cfg.module_map_on_device else "cpu")
-        return cls(cfg, mm, model(embedding), model(filter_model), model(gnn_model), dev)
+        return cls(cfg, mm, model(embedding), model(filter_model), model(gnn_model), dev, hgnn_model)
 
     def _needed_hit_columns(self) -> tuple[str, ...]:
         cols = []
@@ -402,14 +407,15 @@ def run_infer(
     filter_model=None,
     gnn_model=None,
     device: str | torch.device = "auto",
+    hgnn_model=None,
 ) -> list[dict[str, float]]:
     """Run the whole chain on one events shard and write the tracks HDF5 (atomically).
 
     Model arguments are file paths or loaded objects. Each event's record holds the track
     candidates, the final scored graph (``store_graph``) and the per-stage seconds. Returns the
-    per-event timings.
+    per-event timings. ``hgnn_model``: the trained HGNN, needed with ``track_building.method: hgnn``.
     """
-    pipe = Pipeline.from_files(cfg, module_map, embedding, filter_model, gnn_model, device)
+    pipe = Pipeline.from_files(cfg, module_map, embedding, filter_model, gnn_model, device, hgnn_model)
     records, timings = [], []
     total = safe_total(lambda: len(event_keys(event_file)))
     depth = pipe.prefetch_depth()

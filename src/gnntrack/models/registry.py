@@ -141,9 +141,10 @@ def load_checkpoint(path: str | Path, what: str = "checkpoint") -> dict:
 def _model_classes() -> dict[str, type[nn.Module]]:
     from .embedding import EmbeddingMLP
     from .filter import FilterModel
+    from .hgnn import HGNN
     from .interaction_gnn import InteractionGNN
 
-    return {cls.__name__: cls for cls in (FilterModel, InteractionGNN, EmbeddingMLP)}
+    return {cls.__name__: cls for cls in (FilterModel, InteractionGNN, EmbeddingMLP, HGNN)}
 
 
 #: every class a model file may name; a file naming anything else is refused

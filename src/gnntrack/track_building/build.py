@@ -1,4 +1,4 @@
-"""Track candidates from a scored edge graph: connected components or CC-and-walk.
+"""Track candidates from a scored edge graph: connected components, CC-and-walk or a trained HGNN.
 
 ``build_tracks`` takes numpy arrays or torch tensors. With tensors the CC method stays on their
 device end to end (edge cut, components, CSR grouping), which is the path the one-process
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
@@ -18,7 +18,8 @@ import torch
 from ..config import Count, NonNegative, Positive, Probability, from_dict
 from ..tracks import Tracks
 from .components import connected_components
-from .selection import select_min_pt
+from .hgnn import HGNNConfig
+from .selection import select_min_pt, select_tracks
 from .walkthrough import walk_tracks
 
 
@@ -27,7 +28,9 @@ class TrackBuildingConfig:
     """Settings of the track-building stage.
 
     method: ``cc`` = connected components on edges with score > score_cut; ``walkthrough`` =
-        acorn's CC-and-walk: simple chains from CC, junction components walked.
+        acorn's CC-and-walk: simple chains from CC, junction components walked; ``hgnn`` = a
+        trained hierarchical GNN (GMPool super-nodes, hit-to-super-node assignment) on the edges
+        above its loose cut, settings and model file in ``hgnn`` (``track_building.hgnn``).
     score_cut: edge score cut (strictly greater passes); None = the GNN model's working point
         (chosen on validation events and stored in its file) where the caller has the model
         (inference), else ``DEFAULT_SCORE_CUT``.
@@ -38,15 +41,17 @@ class TrackBuildingConfig:
         no cut. Removes the fragments of particles below the target pT that the GNN links.
     bfield: solenoid field (tesla) for that estimate; 2 T in ATLAS and the built-in detector.
     backend: connected-components backend: auto | scipy | torch | cugraph.
+    hgnn: the HGNN's settings (``track_building.hgnn.HGNNConfig``); read only with ``method: hgnn``.
     """
 
-    method: Literal["cc", "walkthrough"] = "cc"
+    method: Literal["cc", "walkthrough", "hgnn"] = "cc"
     score_cut: Probability | None = None
     walk_score_cut: Probability | None = None
     min_hits: Count = 3
     min_pt: NonNegative | None = None
     bfield: Positive = 2.0
     backend: Literal["auto", "scipy", "torch", "cugraph"] = "auto"
+    hgnn: HGNNConfig = field(default_factory=HGNNConfig)
 
     def __post_init__(self) -> None:
         if self.min_hits < 1:
@@ -73,7 +78,12 @@ def resolve_score_cut(cfg: TrackBuildingConfig, model=None) -> TrackBuildingConf
 
 
 def build_tracks(
-    edge_index, scores, n_hits: int, cfg: TrackBuildingConfig | dict | None = None, hits=None
+    edge_index,
+    scores,
+    n_hits: int,
+    cfg: TrackBuildingConfig | dict | None = None,
+    hits=None,
+    hgnn_model=None,
 ) -> Tracks:
     """Build the track candidates of one event.
 
@@ -81,19 +91,23 @@ def build_tracks(
     [0, 1] (None: every edge passes). Returns CSR ``Tracks`` of the same array kind as the input
     (torch input: tensors on the input's device); candidates shorter than ``min_hits`` are dropped,
     and with ``min_pt`` set those with a lower pT estimate, which needs ``hits`` (a mapping with
-    the spacepoints' ``x`` and ``y`` in mm, numpy or torch).
+    the spacepoints' ``x`` and ``y`` in mm, numpy or torch). ``method: hgnn`` needs
+    ``hgnn_model`` (a trained ``HGNN`` or its model file) and the model's node-feature columns
+    in ``hits``.
     """
     cfg = _as_config(cfg)
     n_hits = int(n_hits)
     if cfg.min_pt is None:
-        return _build(edge_index, scores, n_hits, cfg)
+        return _build(edge_index, scores, n_hits, cfg, hits, hgnn_model)
     if hits is None or "x" not in hits or "y" not in hits:
         raise ValueError("track_building.min_pt needs the spacepoints' x and y (hits=...)")
-    tracks = _build(edge_index, scores, n_hits, cfg)
+    tracks = _build(edge_index, scores, n_hits, cfg, hits, hgnn_model)
     return select_min_pt(tracks, hits["x"], hits["y"], cfg.min_pt, cfg.bfield)
 
 
-def _build(edge_index, scores, n_hits: int, cfg: TrackBuildingConfig) -> Tracks:
+def _build(edge_index, scores, n_hits: int, cfg: TrackBuildingConfig, hits=None, hgnn_model=None) -> Tracks:
+    if cfg.method == "hgnn":
+        return _hgnn(edge_index, scores, n_hits, cfg, hits, hgnn_model)
     on_gpu = isinstance(edge_index, torch.Tensor) and edge_index.is_cuda
     if cfg.backend == "cugraph" and not (on_gpu and cfg.method == "cc"):
         # cuGraph needs data on a GPU; a campaign configured for the cluster still runs on a laptop
@@ -114,6 +128,22 @@ def _build(edge_index, scores, n_hits: int, cfg: TrackBuildingConfig) -> Tracks:
     edge_index = np.asarray(edge_index, dtype=np.int64).reshape(2, -1)
     scores = None if scores is None else np.asarray(scores, dtype=np.float32)
     return _build_numpy(edge_index, scores, n_hits, cfg)
+
+
+def _hgnn(edge_index, scores, n_hits: int, cfg: TrackBuildingConfig, hits, model) -> Tracks:
+    """HGNN candidates (run on the CPU) of the kind of ``edge_index``, at least ``min_hits`` long."""
+    from .hgnn import hgnn_tracks
+
+    device = edge_index.device if isinstance(edge_index, torch.Tensor) else None
+    ei = edge_index.detach().cpu().numpy() if device is not None else np.asarray(edge_index, np.int64)
+    ei = ei.reshape(2, -1).astype(np.int64, copy=False)
+    sc = None
+    if scores is not None:
+        sc = scores.detach().float().cpu().numpy() if isinstance(scores, torch.Tensor) else np.asarray(scores)
+    _check(ei, sc, n_hits)
+    tracks = hgnn_tracks(ei, sc, n_hits, hits, cfg.hgnn, model)
+    tracks = select_tracks(tracks, tracks.lengths() >= cfg.min_hits)
+    return tracks if device is None else tracks.to(device)
 
 
 def _check(edge_index, scores, n_hits: int) -> None:
