@@ -172,3 +172,16 @@ def make_event(
     assert set(PARTICLE_COLUMNS) <= set(ev.particles)
     ev.validate()
     return ev
+
+
+#: metric-learning settings small enough for a test to train in seconds (shared by its tests)
+SMALL_EMBEDDING = {
+    "hidden": 48,
+    "n_layers": 2,
+    "emb_dim": 6,
+    "margin": 0.2,
+    "r_max": 0.2,
+    "k_max": 16,
+    "knn": 8,
+    "train": {"epochs": 6, "lr": 0.005, "seed": 1, "progress": "off"},
+}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from synthetic import SMALL_EMBEDDING as SMALL
 from synthetic import make_event
 
 from gnntrack.config import ConfigError, from_dict
@@ -23,17 +24,6 @@ from gnntrack.io.graph_store import read_graphs
 from gnntrack.models import load_model
 from gnntrack.models.embedding import EmbeddingMLP
 from gnntrack.training import fit
-
-SMALL = {
-    "hidden": 48,
-    "n_layers": 2,
-    "emb_dim": 6,
-    "margin": 0.2,
-    "r_max": 0.2,
-    "k_max": 16,
-    "knn": 8,
-    "train": {"epochs": 6, "lr": 0.005, "seed": 1, "progress": "off"},
-}
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from synthetic import make_event
+from synthetic import SMALL_EMBEDDING, make_event
 
 from gnntrack.config import from_dict
 from gnntrack.graph_construction import MetricLearningConfig, MetricLearningTask
@@ -53,18 +53,7 @@ def test_sample_is_a_region_around_a_target_hit_plus_random_hits_and_its_truth_e
 def test_training_on_samples_raises_held_out_efficiency(tmp_path):
     cfg = from_dict(
         MetricLearningConfig,
-        {
-            "hidden": 48,
-            "n_layers": 2,
-            "emb_dim": 6,
-            "margin": 0.2,
-            "r_max": 0.2,
-            "k_max": 16,
-            "knn": 8,
-            "sample_hits": 120,
-            "sample_random_hits": 20,
-            "train": {"epochs": 6, "lr": 0.005, "seed": 1, "progress": "off"},
-        },
+        {**SMALL_EMBEDDING, "sample_hits": 120, "sample_random_hits": 20},
     )
     events = [make_event(n_particles=50, n_noise=20, seed=s, event_number=s) for s in range(8)]
     items = [make_item(ev, cfg) for ev in events]
