@@ -48,6 +48,7 @@ from gnntrack.models import load_model
 from gnntrack.models.compression import (
     count_parameters,
     linear_flops,
+    prune_latent,
     prune_units,
     quantize_int8,
     weight_sparsity,
@@ -66,9 +67,23 @@ VARIANTS = {
     "prune80": {"prune": {"target_sparsity": 0.8, "rounds": 4}},
     "units75": {"prune": {"target_sparsity": 0.75, "rounds": 3, "structured": True}},
     "fp32_finetuned": {},
+    # structured pruning of the hidden blocks AND the node/edge latents (prune_latent)
+    "latent50": {"prune": {"target_sparsity": 0.5, "rounds": 2, "structured": True, "latent": True}},
+    "latent375": {"prune": {"target_sparsity": 0.375, "rounds": 2, "structured": True, "latent": True}},
+    "latent50_qat": {
+        "prune": {"target_sparsity": 0.5, "rounds": 2, "structured": True, "latent": True},
+        "qat": True,
+    },
 }
 #: variants measured with int8 inference (torch.ao dynamic quantisation of the Linear layers)
-INT8 = {"fp32_int8": "fp32", "units50_int8": "units50", "qat_int8": "qat_int8", "units75_int8": "units75"}
+INT8 = {
+    "fp32_int8": "fp32",
+    "units50_int8": "units50",
+    "qat_int8": "qat_int8",
+    "units75_int8": "units75",
+    "latent50_int8": "latent50",
+    "latent50_qat_int8": "latent50_qat",
+}
 
 
 def _files(results: Path, split: str) -> tuple[list[str], list[str]]:
@@ -95,11 +110,16 @@ def train(args) -> None:
             compression=compression,
         )
         epochs = args.epochs if not compression.get("prune") else args.epochs_per_round
-        cfg["train"].update(epochs=epochs, lr=args.lr, scheduler="none", warmup_epochs=0.0, progress="off")
+        cfg["train"].update(
+            epochs=epochs, lr=args.lr, scheduler=args.scheduler, warmup_epochs=0.0, progress="off"
+        )
         if not compression:  # same epochs as a 2-round pruning run: the fine-tuning control
             cfg["train"]["epochs"] = 2 * args.epochs_per_round
         t0 = time.perf_counter()
-        summary = run_train_gnn(te, tg, ve, vg, out / f"{name}.pt", cfg, device="cpu", choose_cut=False)
+        summary = run_train_gnn(
+            te, tg, ve, vg, out / f"{name}.pt", cfg, device="cpu", choose_cut=args.choose_cut,
+            track_building=campaign["inference"].track_building,
+        )  # fmt: skip
         log.info("%s: trained in %.0f s, best %s = %s", name, time.perf_counter() - t0, summary["monitor"],
                  summary["best_metric"])  # fmt: skip
 
@@ -117,9 +137,8 @@ def measure(args) -> dict:
     results, out = Path(args.results), Path(args.out)
     campaign = resolve_campaign(load_campaign(args.config), sections=["inference"])
     tb = campaign["inference"].track_building
-    reference = results / "models" / "gnn.pt"
+    reference = Path(args.fp32_model) if args.fp32_model else results / "models" / "gnn.pt"
     cut = float(read_model_info(reference)["working_point"]["score_cut"])
-    tb = dataclasses.replace(tb, score_cut=cut)
     files = {"fp32": reference}
     for name, comp in VARIANTS.items():
         if comp is not None and (out / f"{name}.pt").exists():
@@ -130,8 +149,15 @@ def measure(args) -> dict:
         if source in models:
             models[name] = quantize_int8(floats[source])
     infos = {name: read_model_info(path) for name, path in files.items()}
+    # each model at its own working point (chosen on validation by `train --choose-cut`), else the
+    # fp32 model's; an int8 copy at the point of the float model it was made from
+    cuts = {}
+    for name in models:
+        wp = infos[INT8.get(name, name)].get("working_point") or {}
+        cuts[name] = float(wp.get("score_cut", cut))
+    tbs = {name: dataclasses.replace(tb, score_cut=c) for name, c in cuts.items()}
     te, tg = _files(results, "test")
-    stages = {name: EdgeClassifier("gnn", m, cut) for name, m in models.items()}
+    stages = {name: EdgeClassifier("gnn", m, cuts[name]) for name, m in models.items()}
     acc = {name: {"s": [], "y": [], "yt": [], "two": Rates(), "atlas": Rates(), "t": []} for name in models}
     n_nodes = n_edges = n_events = 0
     names = list(models)
@@ -151,7 +177,7 @@ def measure(args) -> dict:
             a["s"].append(scores)
             a["y"].append(graph.y)
             a["yt"].append(graph.y_target)
-            tracks = build_tracks(graph.edge_index, scores, event.n_hits, tb, hits=event.hits)
+            tracks = build_tracks(graph.edge_index, scores, event.n_hits, tbs[name], hits=event.hits)
             two, atlas = _rates(tracks, event)
             a["two"].add(two)
             a["atlas"].add(atlas)
@@ -163,7 +189,9 @@ def measure(args) -> dict:
         a = acc[name]
         source = INT8.get(name, name)
         m = floats[source]  # the float weights the int8 model was made from: sizes, sparsity, FLOPs
-        wp = working_point(np.concatenate(a["s"]), np.concatenate(a["y"]), np.concatenate(a["yt"]), cut)
+        wp = working_point(
+            np.concatenate(a["s"]), np.concatenate(a["y"]), np.concatenate(a["yt"]), cuts[name]
+        )
         sp = weight_sparsity(m)
         comp = infos.get(source, {}).get("compression", {})
         t = float(np.min(a["t"]))  # least time: other jobs on a shared machine only add time
@@ -173,8 +201,10 @@ def measure(args) -> dict:
             "nonzero_parameters": count_parameters(m, nonzero=True),
             "linear_sparsity": sp["global"],
             "widths": sorted(set(m.config.get("widths", {}).values())) or [m.config["hidden"]],
+            "latent": int(m.config["hidden"]),
             "bits": 8 if name in INT8 else 32,
             "qat": bool(comp.get("qat", False)),
+            "score_cut": cuts[name],
             "gflops_per_event": linear_flops(m, round(n_avg), round(e_avg)) / 1e9,
             "sparse_gflops_per_event": linear_flops(m, round(n_avg), round(e_avg), sparse=True) / 1e9,
             "edge_efficiency": wp["efficiency"],
@@ -188,6 +218,8 @@ def measure(args) -> dict:
         }
     for r in rows.values():
         r["speedup"] = base_t / r["cpu_s_per_event"] if base_t else float("nan")
+        # the same events timed back to back: the median of the per-event ratios
+        r["speedup_per_event_median"] = float(np.median(np.divide(rows["fp32"]["cpu_s_all"], r["cpu_s_all"])))
         r["two_way_loss_points"] = 100 * (rows["fp32"]["two_way_efficiency"] - r["two_way_efficiency"])
     report = {
         "events": n_events,
@@ -218,6 +250,10 @@ def timing(args) -> dict:
     floats = {"fp32": fp32}
     for frac in args.unit_fractions:
         floats[f"units{round(100 * frac)}"] = prune_units(fp32, frac, hidden).eval()
+    for frac in args.latent_fractions:
+        floats[f"latent{round(100 * frac)}"] = prune_units(
+            prune_latent(fp32, frac, hidden), frac, hidden
+        ).eval()
     models = dict(floats)
     for name in list(floats):
         models[f"{name}_int8"] = quantize_int8(floats[name])
@@ -248,7 +284,8 @@ def timing(args) -> dict:
         m = floats[name.removesuffix("_int8")]
         rows[name] = {
             "parameters": count_parameters(m),
-            "widths": sorted(set(m.config.get("widths", {}).values())) or [hidden],
+            "widths": sorted(set(m.config.get("widths", {}).values())) or [int(m.config["hidden"])],
+            "latent": int(m.config["hidden"]),
             "bits": 8 if name.endswith("_int8") else 32,
             "gflops_per_event": linear_flops(m, round(n_avg), round(e_avg)) / 1e9,
             # least time over the repeats: on a shared machine other jobs only ever add time
@@ -285,15 +322,18 @@ def timing(args) -> dict:
 
 
 def table(report: dict) -> str:
-    head = ("variant", "params", "non-zero", "sparsity", "bits", "GFLOP/ev", "edge eff", "masked pur",
-            "2-way eff", "ATLAS eff", "loss (pts)", "CPU s/ev", "speed-up")  # fmt: skip
+    head = ("variant", "params", "non-zero", "sparsity", "latent", "bits", "GFLOP/ev", "cut", "edge eff",
+            "masked pur", "2-way eff", "ATLAS eff", "loss (pts)", "CPU s/ev", "speed-up",
+            "speed-up (per-event median)")  # fmt: skip
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, r in report["rows"].items():
         cells = [
             name, f"{r['parameters']:,}", f"{r['nonzero_parameters']:,}", f"{r['linear_sparsity']:.2f}",
-            str(r["bits"]), f"{r['gflops_per_event']:.1f}", f"{r['edge_efficiency']:.4f}",
+            str(r["latent"]), str(r["bits"]), f"{r['gflops_per_event']:.1f}", f"{r['score_cut']:.3f}",
+            f"{r['edge_efficiency']:.4f}",
             f"{r['edge_masked_purity']:.4f}", f"{r['two_way_efficiency']:.4f}", f"{r['atlas_efficiency']:.4f}",
             f"{r['two_way_loss_points']:+.2f}", f"{r['cpu_s_per_event']:.2f}", f"{r['speedup']:.2f}x",
+            f"{r['speedup_per_event_median']:.2f}x",
         ]  # fmt: skip
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -314,6 +354,12 @@ def main() -> None:
     p.add_argument("--events", type=int, default=None, help="test events measured (default: all)")
     p.add_argument("--json")
     p.add_argument("--unit-fractions", type=float, nargs="*", default=[0.5, 0.75], help="timing: structured")
+    p.add_argument(
+        "--latent-fractions", type=float, nargs="*", default=[], help="timing: structured + latent"
+    )
+    p.add_argument("--fp32-model", help="measure: the fp32 model (default: the campaign's models/gnn.pt)")
+    p.add_argument("--scheduler", default="none", help="train: learning-rate schedule of each round")
+    p.add_argument("--choose-cut", action="store_true", help="train: choose each variant's working point")
     p.add_argument("--edge-fraction", type=float, default=1.0, help="timing: sub-graph of the first hits")
     p.add_argument("--repeats", type=int, default=2, help="timing: passes per event and variant")
     p.add_argument("--threads", type=int, default=1)

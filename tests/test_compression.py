@@ -29,9 +29,11 @@ from gnntrack.models import FilterModel, InteractionGNN, load_model, save_model
 from gnntrack.models.compression import (
     MaskKeeper,
     apply_masks,
+    latent_importance,
     linear_flops,
     linear_layers,
     magnitude_masks,
+    prune_latent,
     prune_units,
     quantize_int8,
     weight_sparsity,
@@ -162,6 +164,58 @@ def test_prune_units_keeps_the_most_important_units():
     assert 5 in kept and 3 not in kept and len(kept) == 4
 
 
+@pytest.mark.parametrize(
+    "layout",
+    [
+        {},
+        {"concat_inputs": True, "recurrent": False},
+        {"decoder": "edge", "edge_first": True},
+        {"concat_inputs": True, "decoder": "edge", "aggregation": "mean"},
+    ],
+)
+def test_prune_latent_removes_unread_channels_without_changing_the_function(layout):
+    """Latent channels no Linear reads carry nothing: cutting them (and their producers' rows)
+    must give the same scores, whatever the step layout; they are the least important."""
+    torch.manual_seed(0)
+    model = InteractionGNN(hidden=8, n_graph_iters=2, layer_norm=False, **layout).eval()
+    dead = [1, 2, 5, 6]  # node and edge latent channels nothing reads
+    hidden = 8
+    with torch.no_grad():
+        for mlp in (
+            model.edge_encoder,
+            model.decoder,
+            *[m for s in model.steps for m in (s.node_net, s.edge_net)],
+        ):
+            w = mlp[0].weight
+            for b in range(w.shape[1] // hidden):  # (the edge encoder's feature tail is < hidden wide)
+                w[:, [b * hidden + ch for ch in dead]] = 0.0
+    imp = latent_importance(model)
+    live = [i for i in range(hidden) if i not in dead]
+    for k in "ne":
+        assert float(imp[k][dead].max()) == 0.0 and float(imp[k][live].min()) > 0
+    small = prune_latent(model, 0.5)
+    assert small.config["hidden"] == 4
+    assert set(small.config["widths"].values()) == {8}  # hidden blocks keep their width
+    x = torch.randn(30, model.n_node_features)
+    ei = torch.randint(0, 30, (2, 90))
+    np.testing.assert_allclose(_scores(small, (x, ei)), _scores(model, (x, ei)), atol=1e-6, rtol=0)
+
+
+def test_prune_latent_with_units_gives_the_narrow_architecture(tmp_path):
+    torch.manual_seed(0)
+    model = InteractionGNN(hidden=16, n_graph_iters=2).eval()
+    small = prune_units(prune_latent(model, 0.5, 16), 0.5, 16)
+    narrow = InteractionGNN(hidden=8, n_graph_iters=2)
+    assert small.config["hidden"] == 8 and small.config["widths"] == {}
+    assert sum(p.numel() for p in small.parameters()) == sum(p.numel() for p in narrow.parameters())
+    save_model(small, tmp_path / "s.pt")
+    x = torch.randn(40, small.n_node_features)
+    ei = torch.randint(0, 40, (2, 120))
+    torch.testing.assert_close(_scores(load_model(tmp_path / "s.pt"), (x, ei)), _scores(small, (x, ei)))
+    with pytest.raises(ValueError, match="InteractionGNN"):
+        prune_latent(FilterModel(hidden=8), 0.5)
+
+
 def test_widths_config_is_checked():
     with pytest.raises(ValueError, match="no hidden block"):
         InteractionGNN(hidden=8, widths={"decoder.6": 4})
@@ -205,6 +259,25 @@ def test_gnn_pruning_reaches_target_and_model_exports(shards, tmp_path, scope):
     inputs = _graph_inputs(model, shards)
     report = export_model(model, "gnn", tmp_path / "export", inputs)
     assert report["passed"]
+
+
+def test_latent_gnn_pruning_through_the_stage_exports_and_quantises(shards, tmp_path):
+    out = tmp_path / "gnn.pt"
+    prune = {"target_sparsity": 0.5, "rounds": 2, "structured": True, "latent": True}
+    _train_gnn(shards, out, compression={"prune": prune})
+    model = load_model(out)
+    assert model.config["hidden"] == 8 and model.config["widths"] == {}
+    info = read_model_info(out)["compression"]
+    assert info["prune"]["latent"] is True
+    assert [load_model(tmp_path / f"gnn.pt.prune{r}").config["hidden"] for r in (1, 2)] == [
+        round(16 * (1 - round_sparsity(0.5, 1, 2))),
+        8,
+    ]
+    inputs = _graph_inputs(model, shards)
+    report = export_model(model, "gnn", tmp_path / "export", inputs)
+    assert report["passed"] and report["onnx_max_abs_diff"] < 1e-4
+    q = quantize_int8(model)
+    assert np.max(np.abs(_scores(q, inputs[0]) - _scores(model, inputs[0]))) < 0.2
 
 
 def test_structured_gnn_pruning_saves_a_narrower_model(shards, tmp_path):
@@ -255,6 +328,8 @@ def test_compression_config_is_validated():
         from_dict(GNNConfig, {"compression": {"prune": {"target_sparsity": 1.0}}})
     with pytest.raises(ConfigError, match="scope"):
         from_dict(FilterConfig, {"compression": {"prune": {"scope": "row"}}})
+    with pytest.raises(ConfigError, match="latent needs structured"):
+        from_dict(GNNConfig, {"compression": {"prune": {"target_sparsity": 0.5, "latent": True}}})
 
 
 # -- int8 ----------------------------------------------------------------------------------------

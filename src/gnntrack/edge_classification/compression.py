@@ -10,7 +10,9 @@ Unstructured (default): the smallest-magnitude Linear weights are zeroed, over a
 layers at once (``scope: global``) or layer by layer (``scope: layer``); the masks stay applied
 (``models.compression.MaskKeeper``). Structured: whole hidden units of every MLP block are removed
 (the ``target_sparsity`` fraction of each block's units, block by block), and the model is rebuilt
-narrower. Each round writes its own resumable run (``<output>.prune<r>``); the final model file
+narrower; with ``latent`` (interaction GNN) the same fraction of the node and edge latent
+channels goes too (``models.compression.prune_latent``), which is what makes the gathers,
+scatters and LayerNorms cheaper. Each round writes its own resumable run (``<output>.prune<r>``); the final model file
 holds the last round's best weights (dense with zeroes when unstructured) and a ``compression``
 entry: sparsity per layer, parameters, widths, rounds.
 
@@ -31,11 +33,12 @@ from typing import Annotated, Literal
 import torch
 from torch import nn
 
-from ..config import Count, Rule
+from ..config import ConfigError, Count, Rule
 from ..models.compression import (
     MaskKeeper,
     compression_metadata,
     magnitude_masks,
+    prune_latent,
     prune_units,
 )
 from ..models.mlp import PairMLP
@@ -54,8 +57,15 @@ class PruneConfig:
     target_sparsity: Annotated[float, Rule(minimum=0, exclusive_maximum=1)] = 0.0
     rounds: Count = 4  # prune/retrain rounds; each trains train.epochs epochs
     structured: bool = False  # remove whole hidden units (a narrower, faster model)
+    #: structured, GNN only: also narrow the node and edge latents between the networks (the
+    #: states every gather, scatter and LayerNorm works on), not only the MLPs' hidden blocks
+    latent: bool = False
     #: unstructured: one magnitude threshold over all Linear weights, or the same sparsity per layer
     scope: Literal["global", "layer"] = "global"
+
+    def __post_init__(self) -> None:
+        if self.latent and not self.structured:
+            raise ConfigError("compression.prune.latent needs structured: true (it removes whole channels)")
 
 
 @dataclass
@@ -191,6 +201,8 @@ def train_compressed(task, train, val, cfg, output: str | Path, device) -> dict:
                 if prune.structured:
                     if comp.qat:
                         disable_fake_quant(task.model)
+                    if prune.latent:
+                        task.model = prune_latent(task.model, s, original)
                     task.model = prune_units(task.model, s, original)
                     if comp.qat:
                         enable_fake_quant(task.model)
@@ -226,7 +238,7 @@ def train_compressed(task, train, val, cfg, output: str | Path, device) -> dict:
             ("bits", 8 if comp.qat else 32),
             ("prune", {
                 "target_sparsity": prune.target_sparsity, "rounds": prune.rounds if prune.target_sparsity > 0 else 0,
-                "structured": prune.structured, "scope": "block" if prune.structured else prune.scope,
+                "structured": prune.structured, "latent": prune.latent, "scope": "block" if prune.structured else prune.scope,
             }),
             ("rounds", rounds_info),
         ],

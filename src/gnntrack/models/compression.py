@@ -11,8 +11,10 @@ file loads and exports like any other.
 Structured pruning removes whole hidden units of an MLP block: the row of the block's Linear,
 its LayerNorm entries and the matching column of the next Linear. The result is a genuinely
 narrower model, rebuilt from its config with per-block ``widths``; its file loads with the
-ordinary loader. Only the hidden blocks inside each MLP shrink; the latent width between the
-networks (``hidden``: node and edge states, residual sums) stays. Because LayerNorm normalises
+ordinary loader. ``prune_units`` narrows the hidden blocks inside each MLP; ``prune_latent``
+(interaction GNN) narrows the latent width between the networks (``hidden``: node and edge states,
+residual sums), on which the gathers, scatters and LayerNorms work, so only the two together cut
+those costs too. Because LayerNorm normalises
 over the block, removing a unit is not the same function as zeroing it: the pruned model is
 retrained (learning-rate rewinding, ``gnntrack.edge_classification.compression``).
 
@@ -179,7 +181,110 @@ def prune_units(model: nn.Module, fraction: float, original_width: int | None = 
                     state[f"{prefix}{a + 1}.{p}"] = state[f"{prefix}{a + 1}.{p}"][keep]
         state[f"{prefix}{b}.weight"] = state[f"{prefix}{b}.weight"][:, keep]
         widths[f"{mlp_name}.{a}"] = keep_n
-    config["widths"] = widths
+    hidden = config.get("hidden")
+    config["widths"] = {k: w for k, w in widths.items() if w != hidden}  # only where it differs
+    new = type(model)(**config)
+    new.load_state_dict(state)
+    for attr in ("score_cut",):
+        if hasattr(model, attr):
+            setattr(new, attr, getattr(model, attr))
+    return new.to(next(model.parameters()).device).train(model.training)
+
+
+def _latent_layout(model: nn.Module) -> tuple[dict[str, str], dict[str, list[str]]]:
+    """Where an ``InteractionGNN``'s latent channels are made and read: {MLP name: "n"|"e"} of the
+    MLPs whose output is a node or edge latent, and {MLP name: labels of the hidden-sized column
+    blocks of its first Linear} ("n" node latent, "e" edge latent; the edge encoder's geometric
+    feature columns follow its two node blocks and are not latent)."""
+    cfg = model.config
+    c = 2 if cfg.get("concat_inputs") else 1
+    n_steps = 1 if cfg.get("recurrent", True) else int(cfg["n_graph_iters"])
+    makes = {"node_encoder": "n", "edge_encoder": "e"}
+    reads = {
+        "edge_encoder": ["n", "n"],
+        "decoder": ["e"] if cfg.get("decoder") == "edge" else ["n", "n", "e"],
+    }
+    for k in range(n_steps):
+        makes[f"steps.{k}.node_net"], makes[f"steps.{k}.edge_net"] = "n", "e"
+        reads[f"steps.{k}.node_net"] = ["n"] * c + ["e", "e"]
+        reads[f"steps.{k}.edge_net"] = ["n"] * (2 * c) + ["e"] * c
+    return makes, reads
+
+
+def _linears(mlp: nn.Sequential) -> list[int]:
+    return [i for i, layer in enumerate(mlp) if isinstance(layer, nn.Linear)]
+
+
+def latent_importance(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Importance of each node ("n") and edge ("e") latent channel of an ``InteractionGNN``: the
+    summed L2 norms of the columns that read it (every first Linear fed with that latent) times
+    the mean size of what its producers write (|LayerNorm gain| + |bias| of the producing MLPs'
+    output LayerNorm, the L2 norm of their output rows without one). A channel nothing reads
+    scores 0."""
+    makes, reads = _latent_layout(model)
+    hidden = int(model.config["hidden"])
+    modules = dict(model.named_modules())
+    read = {k: torch.zeros(hidden) for k in "ne"}
+    for name, labels in reads.items():
+        w = modules[name][0].weight.detach()
+        for b, label in enumerate(labels):
+            read[label] += w[:, b * hidden : (b + 1) * hidden].norm(dim=0)
+    made = {k: [] for k in "ne"}
+    for name, label in makes.items():
+        mlp = modules[name]
+        last = _linears(mlp)[-1]
+        ln = mlp[last + 1] if last + 1 < len(mlp) and isinstance(mlp[last + 1], nn.LayerNorm) else None
+        if ln is not None and ln.weight is not None:
+            made[label].append(ln.weight.detach().abs() + ln.bias.detach().abs())
+        else:
+            made[label].append(mlp[last].weight.detach().norm(dim=1))
+    return {k: read[k] * torch.stack(made[k]).mean(0) for k in "ne"}
+
+
+def prune_latent(model: nn.Module, fraction: float, original_width: int | None = None) -> nn.Module:
+    """A new ``InteractionGNN`` whose node and edge latents (the states between the networks,
+    ``hidden``) keep their ``round((1 - fraction) * width)`` most important channels
+    (``latent_importance``; ``width`` = ``original_width`` or the current ``hidden``): the rows
+    of every Linear (and output LayerNorm) that writes a latent and the columns of every Linear
+    that reads one are cut to the kept channels. Hidden blocks inside the MLPs keep their widths
+    (``widths`` records them where they differ from the new ``hidden``); ``prune_units`` narrows
+    those. Only the latents' own channels are removed, so gathers, scatters and LayerNorms on
+    them shrink too, which ``prune_units`` alone does not buy. The input model is left unchanged.
+    """
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f"fraction must be in [0, 1), not {fraction}")
+    if "n_graph_iters" not in model.config:
+        raise ValueError(f"latent pruning needs an InteractionGNN, not {type(model).__name__}")
+    hidden = int(model.config["hidden"])
+    base = original_width if original_width is not None else hidden
+    keep_n = max(1, min(hidden, int(round((1.0 - fraction) * base))))
+    if keep_n == hidden:
+        return copy.deepcopy(model)
+    imp = latent_importance(model)
+    keep = {
+        k: torch.sort(torch.argsort(v, descending=True, stable=True)[:keep_n]).values for k, v in imp.items()
+    }
+    makes, reads = _latent_layout(model)
+    config = dict(model.config)
+    modules = dict(model.named_modules())
+    widths = {}
+    for mlp_name, a, _ in hidden_blocks(model):
+        widths[f"{mlp_name}.{a}"] = modules[mlp_name][a].out_features
+    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    for name, labels in reads.items():
+        w = state[f"{name}.0.weight"]
+        cols = [keep[label] + b * hidden for b, label in enumerate(labels)]
+        cols.append(torch.arange(len(labels) * hidden, w.shape[1]))  # non-latent tail (edge features)
+        state[f"{name}.0.weight"] = w[:, torch.cat(cols)]
+    for name, label in makes.items():
+        last = _linears(modules[name])[-1]
+        for pos in (last, last + 1):  # output Linear, then its LayerNorm when there is one
+            for p in ("weight", "bias"):
+                key = f"{name}.{pos}.{p}"
+                if key in state and (pos == last or isinstance(modules[name][pos], nn.LayerNorm)):
+                    state[key] = state[key][keep[label]]
+    config["hidden"] = keep_n
+    config["widths"] = {k: w for k, w in widths.items() if w != keep_n}
     new = type(model)(**config)
     new.load_state_dict(state)
     for attr in ("score_cut",):
