@@ -54,6 +54,10 @@ class InferenceConfig:
         features; pinned host copies on CUDA), so reading event n+1 overlaps the compute of event
         n; 0 = read each event in turn. None = 1 on a CUDA device, 0 elsewhere: on a 2-core CPU
         the reader competes with the stages for the same cores (docs/performance.md).
+    hold_memory: ``run_infer`` keeps freed memory for the next event (glibc ``mallopt``: no mmap,
+        no trimming; ``inference.allocator``): a large event's tensors reuse resident pages
+        instead of being mapped and faulted in afresh (benchmarks/scaling_mu_20261203). The process
+        keeps its peak heap until it exits. No effect without glibc.
     track_building: ``gnntrack.track_building.TrackBuildingConfig`` (method, score_cut,
         min_hits, connected-components backend).
     regions: regional inference: the event split into ``n_eta x n_phi`` η–φ regions (core +
@@ -79,6 +83,7 @@ class InferenceConfig:
     module_map_on_device: bool = True
     store_graph: bool = True
     prefetch: NonNegativeInt | None = None
+    hold_memory: bool = True
     track_building: TrackBuildingConfig = field(default_factory=TrackBuildingConfig)
     regions: RegionConfig = field(default_factory=RegionConfig)
 

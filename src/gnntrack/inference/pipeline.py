@@ -36,6 +36,7 @@ from ..progress import progress, safe_total, shard_name
 from ..track_building import Tracks
 from ..track_building.build import resolve_score_cut
 from ..track_building.stage import TrackBuilder
+from .allocator import hold_freed_memory
 from .config import DEFAULT_FILTER_CUT, InferenceConfig, as_inference_config
 from .prefetch import Prefetcher
 from .runtime import ModelRunner
@@ -416,6 +417,8 @@ def run_infer(
     per-event timings. ``hgnn_model``: the trained HGNN, needed with ``track_building.method: hgnn``.
     """
     pipe = Pipeline.from_files(cfg, module_map, embedding, filter_model, gnn_model, device, hgnn_model)
+    if pipe.cfg.hold_memory:
+        hold_freed_memory()
     records, timings = [], []
     total = safe_total(lambda: len(event_keys(event_file)))
     depth = pipe.prefetch_depth()
