@@ -343,7 +343,9 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("action", choices=["train", "measure", "timing"])
     p.add_argument("--results", default="results/default")
-    p.add_argument("--config", default="config/config.yaml")
+    p.add_argument(
+        "--config", nargs="+", default=["config/config.yaml"], help="campaign YAML files, merged in order"
+    )
     p.add_argument("--out", default="benchmarks/tmp/compression")
     p.add_argument("--only", nargs="*", help="train only these variants")
     p.add_argument("--train-events", type=int, default=10)
