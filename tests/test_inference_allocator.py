@@ -62,25 +62,26 @@ RUN = textwrap.dedent(
     import sys
     from gnntrack.inference import allocator, run_infer
 
-    d, hold = sys.argv[1], sys.argv[2] == "1"
-    run_infer(d + "/events.h5", d + "/tracks_" + sys.argv[2] + ".h5", {"hold_memory": hold},
-              module_map=d + "/map.h5", gnn_model=d + "/gnn.pt", device="cpu")
+    d, hold, own = sys.argv[1], sys.argv[2] == "1", sys.argv[3] == "1"
+    run_infer(d + "/events.h5", d + "/tracks_" + sys.argv[2] + sys.argv[3] + ".h5", {"hold_memory": hold},
+              module_map=d + "/map.h5", gnn_model=d + "/gnn.pt", device="cpu", own_process=own)
     print(allocator._held)
     """
 )
 
 
-def test_run_infer_holds_memory_only_when_set_and_gives_the_same_tracks(setup):  # noqa: F811 - the fixture
-    """The setting reaches the allocator in a fresh process; the tracks do not depend on it."""
-    for hold in (True, False):
+def test_run_infer_holds_memory_only_in_its_own_process_when_set(setup):  # noqa: F811 - the fixture
+    """The setting reaches the allocator in a process that runs one shard (the ``infer`` command,
+    the workflow rule), never in a library caller's; the tracks do not depend on it."""
+    for hold, own, held in ((True, True, True), (False, True, False), (True, False, False)):
         out = subprocess.run(
-            [sys.executable, "-c", RUN, str(setup), str(int(hold))],
+            [sys.executable, "-c", RUN, str(setup), str(int(hold)), str(int(own))],
             capture_output=True,
             text=True,
             check=True,
         )
-        assert out.stdout.strip().splitlines()[-1] == str(hold)
-    held, freed = read_tracks(setup / "tracks_1.h5"), read_tracks(setup / "tracks_0.h5")
+        assert out.stdout.strip().splitlines()[-1] == str(held), (hold, own)
+    held, freed = read_tracks(setup / "tracks_11.h5"), read_tracks(setup / "tracks_01.h5")
     assert [r.key for r in held] == [r.key for r in freed] and len(held) == 3
     for a, b in zip(held, freed):
         np.testing.assert_array_equal(a.tracks.hits, b.tracks.hits)

@@ -195,6 +195,7 @@ def cmd_infer(args):
         gnn_model=models["gnn"],
         device=args.device,
         hgnn_model=hgnn,
+        own_process=True,
     )
 
 

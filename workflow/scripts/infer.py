@@ -17,4 +17,5 @@ run_infer(
     gnn_model=smk.input.gnn_model,
     device=device(smk),
     hgnn_model=smk.input.get("hgnn_model"),
+    own_process=True,  # one shard per job: process-wide settings (inference.hold_memory) apply
 )

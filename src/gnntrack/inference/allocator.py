@@ -9,8 +9,9 @@ are already resident: measured -23 % CPU at ⟨μ⟩ = 200 and -38 % at ⟨μ⟩
 models, the system time gone (benchmarks/scaling_mu_20261203). The price is that the process keeps
 its peak heap resident until it exits, which is what a batch inference process reaches anyway.
 
-Process-wide and not undone: ``run_infer`` calls it (the ``infer`` command and workflow rule run
-one shard per process). Where there is no glibc ``mallopt`` (macOS, musl) nothing happens.
+Process-wide and not undone: ``run_infer(own_process=True)`` calls it, which the ``infer`` command
+and workflow rule pass (one shard per process); a library caller of ``run_infer`` keeps its
+allocator. Where there is no glibc ``mallopt`` (macOS, musl) nothing happens.
 """
 
 from __future__ import annotations

@@ -409,15 +409,19 @@ def run_infer(
     gnn_model=None,
     device: str | torch.device = "auto",
     hgnn_model=None,
+    own_process: bool = False,
 ) -> list[dict[str, float]]:
     """Run the whole chain on one events shard and write the tracks HDF5 (atomically).
 
     Model arguments are file paths or loaded objects. Each event's record holds the track
     candidates, the final scored graph (``store_graph``) and the per-stage seconds. Returns the
     per-event timings. ``hgnn_model``: the trained HGNN, needed with ``track_building.method: hgnn``.
+    ``own_process``: the caller is a process that runs this shard and exits (the ``infer``
+    command and workflow rule), so process-wide settings apply: ``hold_memory`` changes the
+    allocator of the whole process for good, which a library caller must not get unasked.
     """
     pipe = Pipeline.from_files(cfg, module_map, embedding, filter_model, gnn_model, device, hgnn_model)
-    if pipe.cfg.hold_memory:
+    if own_process and pipe.cfg.hold_memory:
         hold_freed_memory()
     records, timings = [], []
     total = safe_total(lambda: len(event_keys(event_file)))
