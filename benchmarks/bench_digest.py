@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from synthetic import make_event  # noqa: E402
 
+from gnntrack.device import cpu_name  # noqa: E402
 from gnntrack.io import event_store, graph_store, hdf5  # noqa: E402
 from gnntrack.io.graph_store import Graph, read_graphs, write_graphs  # noqa: E402
 from gnntrack.models import InteractionGNN, load_model, registry, save_model  # noqa: E402
@@ -78,12 +79,7 @@ def _no_hashing():
 
 
 def _machine() -> dict:
-    cpu = platform.processor()
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+    cpu = cpu_name()
     return {
         "cpu": cpu,
         "cores_visible": os.cpu_count(),

@@ -64,6 +64,7 @@ sys.path.insert(0, str(ROOT / "src"))
 from gnntrack.campaign import merge_campaigns  # noqa: E402
 from gnntrack.cli import stage_config  # noqa: E402
 from gnntrack.config import to_dict  # noqa: E402
+from gnntrack.device import cpu_name  # noqa: E402
 from gnntrack.inference import Pipeline, StageTimer  # noqa: E402
 from gnntrack.inference.timing import host_peak_rss_bytes, host_rss_bytes, reset_host_peak  # noqa: E402
 from gnntrack.io.event_store import event_keys, read_event  # noqa: E402
@@ -374,12 +375,7 @@ def plot(records: list[dict], fit: dict, path: Path) -> None:
 
 
 def machine() -> dict:
-    cpu = platform.processor()
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+    cpu = cpu_name()
     return {
         "platform": platform.platform(),
         "cpu": cpu,

@@ -126,6 +126,17 @@ class MaskKeeper:
 # -- structured pruning: whole hidden units ------------------------------------------------------
 
 
+def _rebuilt(model: nn.Module, config: dict, state: dict) -> nn.Module:
+    """A new model of ``model``'s class from ``config`` with the (cut) ``state``: its working point,
+    device and train/eval mode carried over."""
+    new = type(model)(**config)
+    new.load_state_dict(state)
+    for attr in ("score_cut",):
+        if hasattr(model, attr):
+            setattr(new, attr, getattr(model, attr))
+    return new.to(next(model.parameters()).device).train(model.training)
+
+
 def hidden_blocks(model: nn.Module) -> list[tuple[str, int, int]]:
     """(MLP name, position of the block's Linear, position of the next Linear) of every hidden
     block whose width the model's ``widths`` config can set (all but each MLP's output Linear)."""
@@ -183,12 +194,7 @@ def prune_units(model: nn.Module, fraction: float, original_width: int | None = 
         widths[f"{mlp_name}.{a}"] = keep_n
     hidden = config.get("hidden")
     config["widths"] = {k: w for k, w in widths.items() if w != hidden}  # only where it differs
-    new = type(model)(**config)
-    new.load_state_dict(state)
-    for attr in ("score_cut",):
-        if hasattr(model, attr):
-            setattr(new, attr, getattr(model, attr))
-    return new.to(next(model.parameters()).device).train(model.training)
+    return _rebuilt(model, config, state)
 
 
 def _latent_layout(model: nn.Module) -> tuple[dict[str, str], dict[str, list[str]]]:
@@ -285,12 +291,7 @@ def prune_latent(model: nn.Module, fraction: float, original_width: int | None =
                     state[key] = state[key][keep[label]]
     config["hidden"] = keep_n
     config["widths"] = {k: w for k, w in widths.items() if w != keep_n}
-    new = type(model)(**config)
-    new.load_state_dict(state)
-    for attr in ("score_cut",):
-        if hasattr(model, attr):
-            setattr(new, attr, getattr(model, attr))
-    return new.to(next(model.parameters()).device).train(model.training)
+    return _rebuilt(model, config, state)
 
 
 # -- cost ----------------------------------------------------------------------------------------
