@@ -47,7 +47,7 @@ def test_run_bench_metric_learning_writes_table_json_plot(files, tmp_path):
         device="cpu",
     )
     names = [v["name"] for v in res["variants"]]
-    assert names == ["baseline", "faiss", "grid", "cc", "precision"]
+    assert names == ["baseline", "faiss", "grid", "kdtree", "cc", "precision"]
     assert "module_map_device" in res["skipped_variants"]
     assert res["runtime_choice"]["chosen"] in ("eager", "torchscript")
     assert set(res["runtime_choice"]["seconds"]) == {"eager", "torchscript"}
@@ -129,7 +129,8 @@ def test_variant_chain_is_cumulative_on_cpu():
         cfgs["baseline"].neighbour_backend == "brute" and cfgs["baseline"].track_building.backend == "scipy"
     )
     assert cfgs["grid"].neighbour_backend == "grid"
-    assert cfgs["precision"].runtime == "onnx" and cfgs["precision"].neighbour_backend == "grid"
+    assert cfgs["kdtree"].neighbour_backend == "kdtree"
+    assert cfgs["precision"].runtime == "onnx" and cfgs["precision"].neighbour_backend == "kdtree"
     assert cfgs["cc"].track_building.backend == "scipy"
     assert not cfgs["baseline"].module_map_on_device
 

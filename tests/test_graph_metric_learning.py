@@ -54,7 +54,7 @@ def test_embedding_is_normalised_and_config_round_trips():
     again = EmbeddingMLP(**m.config)
     assert again.config == m.config and again.r_max == 0.3 and again.k_max == 7
     with pytest.raises(ConfigError):
-        from_dict(MetricLearningConfig, {"backend": "kdtree"})
+        from_dict(MetricLearningConfig, {"backend": "octree"})
     with pytest.raises(ConfigError):
         from_dict(MetricLearningConfig, {"r_max": 0.0})
 

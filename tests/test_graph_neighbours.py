@@ -8,7 +8,7 @@ import torch
 
 from gnntrack.graph_construction.neighbours import HAS_FAISS, radius_graph, resolve_backend
 
-BACKENDS = ["brute", "grid"] + (["faiss"] if HAS_FAISS else [])
+BACKENDS = ["brute", "grid", "kdtree"] + (["faiss"] if HAS_FAISS else [])
 
 
 def _reference(points: torch.Tensor, r: float, k_max: int) -> set[tuple[int, int]]:
@@ -80,9 +80,9 @@ def test_bad_arguments():
     with pytest.raises(ValueError):
         radius_graph(pts, 1.0, 0)
     with pytest.raises(ValueError):
-        radius_graph(pts, 1.0, 5, "kdtree")
+        radius_graph(pts, 1.0, 5, "octree")
     assert radius_graph(torch.zeros(1, 3), 1.0, 5).shape == (2, 0)
-    assert resolve_backend("auto", "cpu") in ("faiss", "grid")
+    assert resolve_backend("auto", "cpu") == "kdtree"
 
 
 @pytest.mark.parametrize("k_max", [1, 2, 5])
@@ -95,3 +95,18 @@ def test_exact_ties_at_the_k_max_boundary(k_max):
     for backend in BACKENDS:
         got = radius_graph(pts, 2.5, k_max, backend)
         assert set(map(tuple, got.T.tolist())) == ref, backend
+
+
+@pytest.mark.parametrize("backend", ["kdtree"] + (["faiss"] if HAS_FAISS else []))
+def test_capped_search_is_bounded_and_exact_without_ties(backend):
+    """``exact_ties=False``: no fallback to a full ball query. Points without ties give the exact
+    graph; a collapsed cloud (every point within r of every other, all tied) still gets at most
+    k_max neighbours per query, all within r."""
+    pts = _clustered(40, 20, 8, 0.04, seed=7)
+    ref = radius_graph(pts, 0.15, 6, "brute")
+    assert torch.equal(radius_graph(pts, 0.15, 6, backend, exact_ties=False), ref)
+    collapsed = torch.zeros(3000, 4)
+    got = radius_graph(collapsed, 0.1, 5, backend, exact_ties=False)
+    assert got.shape[1] == 3000 * 5
+    assert torch.equal(torch.bincount(got[0], minlength=3000), torch.full((3000,), 5))
+    assert not bool((got[0] == got[1]).any())

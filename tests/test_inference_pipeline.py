@@ -131,7 +131,7 @@ def test_neighbour_backends_and_cc_backends_give_identical_results(setup, cuts):
     base = {"filter_cut": fcut, "track_building": {"score_cut": gcut, "min_hits": 2, "backend": "scipy"}}
     ref = _run_all(_pipe(setup, neighbour_backend="brute", **base), events)
     assert sum(len(r.tracks) for r in ref) > 0
-    for backend in ("faiss", "grid"):
+    for backend in ("faiss", "grid", "kdtree"):
         for r, o in zip(ref, _run_all(_pipe(setup, neighbour_backend=backend, **base), events)):
             assert torch.equal(r.edge_index, o.edge_index), backend
             assert torch.equal(r.scores, o.scores)

@@ -69,7 +69,7 @@ class InferenceConfig:
     """
 
     graph_method: Literal["auto", "module_map", "metric_learning"] = "auto"
-    neighbour_backend: Literal["auto", "brute", "faiss", "grid"] = "auto"
+    neighbour_backend: Literal["auto", "brute", "faiss", "grid", "kdtree"] = "auto"
     r_max: Positive | None = None
     k_max: Count | None = None
     module_map_cut: Literal["minmax", "mean_rms"] | None = None
@@ -106,7 +106,7 @@ class InferenceConfig:
 
 
 #: Benchmark variants, each applied on top of the previous one (ATLAS GNN4ITk table order).
-VARIANTS = ("baseline", "faiss", "grid", "cc", "precision", "module_map_device")
+VARIANTS = ("baseline", "faiss", "grid", "kdtree", "cc", "precision", "module_map_device")
 
 #: Candidates of the "precision" variant on a CPU (measured; the fastest valid one is used).
 CPU_RUNTIME_CANDIDATES = ("eager", "bf16", "torchscript", "onnx", "compile")
