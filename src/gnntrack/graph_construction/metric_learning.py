@@ -177,7 +177,10 @@ def _knn_within(emb: torch.Tensor, queries: torch.Tensor, k: int, radius: float,
 
         x = emb.detach().double().numpy()
         dist, idx = cKDTree(x).query(x[queries.numpy()], k=k, distance_upper_bound=radius)
-        dist, idx = torch.from_numpy(dist.reshape(-1, k)), torch.from_numpy(idx.reshape(-1, k).astype(np.int64))
+        dist, idx = (
+            torch.from_numpy(dist.reshape(-1, k)),
+            torch.from_numpy(idx.reshape(-1, k).astype(np.int64)),
+        )
         ok = (dist < radius) & (idx != queries[:, None]) & (idx < n)
         return queries[:, None].expand_as(idx)[ok], idx[ok]
     rows = max(1, chunk // n)

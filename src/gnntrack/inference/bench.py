@@ -98,7 +98,13 @@ def variant_chain(
     skip = None if ml else "no neighbour search with a module map"
     cfg = cfg if skip else _replace(cfg, neighbour_backend="grid")
     out.append({"name": "grid", "label": "+ grid (FRNN)", "cfg": cfg, "skip": skip})
-    skip = "no neighbour search with a module map" if not ml else "the k-d tree runs on the CPU" if on_gpu else None
+    skip = (
+        "no neighbour search with a module map"
+        if not ml
+        else "the k-d tree runs on the CPU"
+        if on_gpu
+        else None
+    )
     cfg = cfg if skip else _replace(cfg, neighbour_backend="kdtree")
     out.append({"name": "kdtree", "label": "+ k-d tree", "cfg": cfg, "skip": skip})
     cc = cc_backend_for(device)
