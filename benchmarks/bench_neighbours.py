@@ -5,7 +5,8 @@ default, a synthetic stand-in with the structure that matters for the search: ~1
 unit sphere in D dimensions, grouped in track-like clusters of ~10 points plus uniform noise, so a
 typical point has tens of neighbours within r. Each backend runs in its own process so its peak
 memory (RSS on CPU, allocator peak on CUDA) is not polluted by the others; the edge sets of all
-backends are compared (they must be identical).
+backends are compared (they must be identical). Wall and process CPU seconds are both recorded (on a shared machine the
+wall time is an upper bound).
 
     python benchmarks/bench_neighbours.py --n-points 100000 --dim 8 --r 0.1 --k-max 64 \
         --repeats 3 --output results/bench/neighbours.json
@@ -26,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-BACKENDS = ("brute", "faiss", "grid")
+BACKENDS = ("brute", "faiss", "grid", "kdtree")
 
 
 def synthetic_points(
@@ -76,14 +77,15 @@ def worker(args) -> None:
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
     base = _rss_mb()
-    times, n_edges, digest = [], [], hashlib.sha256()
+    times, cpu, n_edges, digest = [], [], [], hashlib.sha256()
     for rep in range(args.repeats):
         for pts in sets:
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             e = radius_graph(pts, args.r, args.k_max, backend)
             if device.type == "cuda":
                 torch.cuda.synchronize()
             times.append(time.perf_counter() - t0)
+            cpu.append(time.process_time() - c0)
             n_edges.append(int(e.shape[1]))
             if rep == 0:
                 digest.update(e.cpu().numpy().tobytes())
@@ -95,6 +97,7 @@ def worker(args) -> None:
                 "resolved": resolve_backend(backend, device),
                 "seconds_per_event": sorted(times)[len(times) // 2],
                 "seconds_min": min(times),
+                "cpu_seconds_per_event": sorted(cpu)[len(cpu) // 2],
                 "edges_per_event": sum(n_edges) / len(n_edges),
                 "peak_mem_mb": peak,
                 "memory_kind": "cuda_max_allocated" if device.type == "cuda" else "rss_increase",
@@ -177,14 +180,15 @@ def main() -> None:
         "backends": rows,
     }
     out.write_text(json.dumps(result, indent=2))
-    print(f"| backend | s/event | edges/event | peak mem (MB, {rows[0].get('memory_kind', '')}) |")
-    print("|---|---|---|---|")
+    print(f"| backend | s/event | CPU-s/event | edges/event | peak mem (MB, {rows[0].get('memory_kind', '')}) |")
+    print("|---|---|---|---|---|")
     for r in rows:
         if "error" in r:
-            print(f"| {r['backend']} | error: {r['error']} | | |")
+            print(f"| {r['backend']} | error: {r['error']} | | | |")
         else:
             print(
-                f"| {r['backend']} | {r['seconds_per_event']:.3f} | {r['edges_per_event']:.0f} | {r['peak_mem_mb']:.0f} |"
+                f"| {r['backend']} | {r['seconds_per_event']:.3f} | {r['cpu_seconds_per_event']:.3f} "
+                f"| {r['edges_per_event']:.0f} | {r['peak_mem_mb']:.0f} |"
             )
     print(f"identical edge sets across backends: {result['identical_edges']}  -> {out}")
 

@@ -84,3 +84,21 @@ def test_stage_writes_a_model_that_builds_graphs(events, tmp_path):
     assert g.key == events[3].key and g.n_hits == events[3].n_hits
     # the k_max override caps each hit's neighbour list: at most k_max edges per hit
     assert 0 < g.n_edges <= g.n_hits * 4 < builder.build_edges(events[3].hits).shape[1]
+
+
+def test_max_train_events_limits_the_training_events(events, tmp_path, monkeypatch):
+    """The first max_train_events events, each repeated samples_per_event times (the epoch's steps)."""
+    import gnntrack.graph_construction.metric_learning as ml
+
+    train, val = tmp_path / "train.h5", tmp_path / "val.h5"
+    write_events(train, events[:3])
+    write_events(val, events[3:4])
+    seen = {}
+    monkeypatch.setattr(ml, "fit", lambda task, items, *a, **k: seen.setdefault(len(seen), items))
+    for limit in (None, 1):
+        cfg = dict(SMALL, samples_per_event=2, max_train_events=limit)
+        run_train_metric_learning([train], [val], tmp_path / "ml.pt", cfg, device="cpu")
+    assert [[it.key for it in items] for items in seen.values()] == [
+        [ev.key for ev in events[:3] for _ in range(2)],
+        [events[0].key] * 2,
+    ]

@@ -35,7 +35,7 @@ class GraphConstructionConfig:
     cut / tolerance / n_sigma: module-map cut overrides (None: the settings stored in the map).
     r_max / k_max: radius and neighbour cap of metric learning (None: the values stored with the
         embedding model, which inference also uses by default).
-    backend: neighbour search backend (auto | brute | faiss | grid; all give the same edges).
+    backend: neighbour search backend (auto | brute | faiss | grid | kdtree; all give the same edges).
     """
 
     method: Literal["module_map", "metric_learning"] = "module_map"

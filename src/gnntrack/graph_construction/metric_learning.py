@@ -68,6 +68,8 @@ class MetricLearningConfig(EmbeddingMLPConfig):
     #: random pairs per query
     n_random: NonNegativeInt = 4
     non_target_weight: NonNegative = 0.1
+    #: training events used (the first ones; None: all)
+    max_train_events: Count | None = None
     #: validation events (the first ones) whose full radius graph is built after each epoch
     #: (None: all); the search is capped at k_max + 2 candidates per hit (``exact_ties=False``)
     max_val_events: Count | None = 2
@@ -326,7 +328,7 @@ def run_train_metric_learning(
         cfg = from_dict(MetricLearningConfig, copy.deepcopy(cfg), "metric_learning")
     train_files = [train_files] if isinstance(train_files, (str, Path)) else list(train_files)
     val_files = [val_files] if isinstance(val_files, (str, Path)) else list(val_files)
-    train_items = load_items(train_files, cfg)
+    train_items = load_items(train_files, cfg, cfg.max_train_events)
     if not train_items:
         raise InputError(
             "no training events for metric learning", file=train_files[0] if train_files else None
