@@ -180,7 +180,9 @@ def main() -> None:
         "backends": rows,
     }
     out.write_text(json.dumps(result, indent=2))
-    print(f"| backend | s/event | CPU-s/event | edges/event | peak mem (MB, {rows[0].get('memory_kind', '')}) |")
+    print(
+        f"| backend | s/event | CPU-s/event | edges/event | peak mem (MB, {rows[0].get('memory_kind', '')}) |"
+    )
     print("|---|---|---|---|---|")
     for r in rows:
         if "error" in r:
