@@ -169,8 +169,8 @@ def _pair_codes(a: torch.Tensor, b: torch.Tensor, n: int) -> torch.Tensor:
 def _knn_within(emb: torch.Tensor, queries: torch.Tensor, k: int, radius: float, chunk: int = 1 << 24):
     """(query, neighbour) pairs: each query's k nearest other points within ``radius``.
 
-    On the CPU scipy's k-d tree (0.003 against 0.03 CPU-s for a flat faiss index and 0.18 for
-    ``cdist`` + ``topk`` on a sample of 2200 hits at <mu> = 200, one thread:
+    On the CPU scipy's k-d tree (0.011 against 0.031 CPU-s for a flat faiss index on a sample of
+    2200 hits at <mu> = 200, untrained 128 x 3 model, one thread: profile_step.json of
     benchmarks/metric_learning_kdtree_20261203), on a GPU chunked ``cdist`` + ``topk``."""
     n = emb.shape[0]
     k = min(k + 1, n)  # +1: the query itself

@@ -7,8 +7,9 @@ smaller index j). Backends differ only in how they find *candidate* pairs:
 - ``brute``: chunked all-pairs distances in torch (the baseline; CPU or GPU),
 - ``kdtree``: scipy's k-d tree (CPU): each query's k_max + 1 nearest within r, a ball query only
   for the queries whose k_max-th and (k_max + 1)-th neighbours are (nearly) tied. On a trained
-  ⟨μ⟩ = 200 embedding (113 k points, 12 dimensions) 0.9 CPU-s against 12 for the grid and ~40 for
-  the flat faiss index (benchmarks/metric_learning_kdtree_20261203); the CPU default,
+  ⟨μ⟩ = 200 embedding (~120 k points, 12 dimensions, r 0.07, k_max 32) 2.4 CPU-s per event
+  against 21 for the grid and 70 for the flat faiss index, one thread, same run
+  (benchmarks/metric_learning_kdtree_20261203); the CPU default,
 - ``faiss``: exact flat index (range search on CPU, k-NN with escalating k on a faiss GPU build),
 - ``grid``:  FRNN-style fixed-radius grid: points binned in cells of side r in a low-dimensional
   orthonormal projection (the G leading principal axes; G chosen by a cost estimate unless given),
@@ -191,6 +192,17 @@ def _candidates_brute(points: torch.Tensor, r2: float, chunk_size: int):
         yield ii + s, jj, False
 
 
+def _selected_pairs(start: int, sel: np.ndarray, nbr: np.ndarray, device):
+    """The (query, neighbour) candidates of one k-NN result chunk (queries from ``start``) where
+    ``sel`` (queries x k) is true, as a candidate chunk of ``radius_graph``."""
+    qi, col = np.nonzero(sel)
+    return (
+        torch.from_numpy((start + qi).astype("int64")).to(device),
+        torch.from_numpy(nbr[qi, col].astype("int64")).to(device),
+        False,
+    )
+
+
 def _candidates_faiss(
     points: torch.Tensor, r2: float, chunk_size: int, k_max: int | None = None, exact_ties: bool = True
 ):
@@ -228,16 +240,11 @@ def _candidates_faiss(
         if k < n:
             dist, nbr = index.search(xq, k)
             last, kth = dist[:, -1], dist[:, k_max]
-            complete = (last >= r2) | (last > kth * (1 + 1e-3) + slack)
-            if not exact_ties:  # capped: the incomplete queries keep their k nearest as well
-                complete[:] = True
-            sel = complete[:, None] & (dist < r2) & (nbr >= 0)
-            qi, col = np.nonzero(sel)
-            yield (
-                torch.from_numpy((s + qi).astype("int64")).to(device),
-                torch.from_numpy(nbr[qi, col].astype("int64")).to(device),
-                False,
-            )
+            if exact_ties:
+                complete = (last >= r2) | (last > kth * (1 + 1e-3) + slack)
+            else:  # capped: the incomplete queries keep their k nearest as well
+                complete = np.ones(len(xq), dtype=bool)
+            yield _selected_pairs(s, complete[:, None] & (dist < r2) & (nbr >= 0), nbr, device)
             todo = np.flatnonzero(~complete)
         if todo.size:
             lims, _, nbr = index.range_search(xq[todo], r2)
@@ -281,12 +288,7 @@ def _candidates_kdtree(points: torch.Tensor, r2: float, chunk_size: int, k_max: 
         else:
             last, kth = dist[:, -1] ** 2, dist[:, k - 2] ** 2
             complete = ~found[:, -1] | (last > kth * (1 + 1e-5) + slack)
-        qi, col = np.nonzero(complete[:, None] & found)
-        yield (
-            torch.from_numpy((s + qi).astype("int64")).to(device),
-            torch.from_numpy(nbr[qi, col].astype("int64")).to(device),
-            False,
-        )
+        yield _selected_pairs(s, complete[:, None] & found, nbr, device)
         todo = np.flatnonzero(~complete)
         if todo.size:
             balls = tree.query_ball_point(xq[todo], r, workers=workers, return_sorted=False)
