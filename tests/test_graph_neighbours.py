@@ -110,3 +110,18 @@ def test_capped_search_is_bounded_and_exact_without_ties(backend):
     assert got.shape[1] == 3000 * 5
     assert torch.equal(torch.bincount(got[0], minlength=3000), torch.full((3000,), 5))
     assert not bool((got[0] == got[1]).any())
+
+
+def test_kdtree_many_chunks_ties_and_float64_match_brute():
+    """The k-d tree selects float32 queries row by row in the tree's leaf order, chunk by chunk,
+    and sends the queries tied at k_max through the general selector; float64 points take the
+    general path. Both give brute force's edges, in its order (query, distance, index)."""
+    g = torch.arange(40, dtype=torch.float32)
+    lattice = torch.cartesian_prod(g, g)  # 1600 points, ties at every k_max
+    for pts, r, k_max in [(lattice, 2.5, 3), (_clustered(150, 20, 8, 0.04, seed=11), 0.15, 7)]:
+        ref = radius_graph(pts, r, k_max, "brute")
+        for chunk in (1 << 24, 1000):  # one chunk / chunks of 1024 queries
+            assert torch.equal(radius_graph(pts, r, k_max, "kdtree", chunk_size=chunk), ref)
+        assert torch.equal(
+            radius_graph(pts.double(), r, k_max, "kdtree"), radius_graph(pts.double(), r, k_max, "brute")
+        )

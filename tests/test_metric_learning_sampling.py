@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from synthetic import SMALL_EMBEDDING, make_event
 
-from gnntrack.config import from_dict
+from gnntrack.config import ConfigError, from_dict
 from gnntrack.graph_construction import MetricLearningConfig, MetricLearningTask
 from gnntrack.graph_construction.metric_learning import make_item, restrict_truth, sample_hits
 from gnntrack.training import fit
@@ -67,3 +68,33 @@ def test_training_on_samples_raises_held_out_efficiency(tmp_path):
     # measured: 0.64 -> 0.97 (untrained: the radius graph of a random embedding)
     assert after["eff"] > before["eff"] + 0.25, (before, after)
     assert after["eff"] > 0.9, after
+
+
+def test_positive_margin_frees_true_pairs_already_inside_it():
+    """``positive_margin`` m: a true pair costs relu(d - m)^2 instead of d^2, so pairs closer
+    than m neither cost nor pull; the negatives' term is unchanged. m must lie in [0, margin)."""
+    base = {**SMALL_EMBEDDING, "sample_hits": 120, "sample_random_hits": 20}
+    item = make_item(make_event(n_particles=50, n_noise=20, seed=4), from_dict(MetricLearningConfig, base))
+    torch.manual_seed(0)
+    model = MetricLearningTask(from_dict(MetricLearningConfig, base)).model
+
+    def loss(m, scale=1.0):
+        cfg = from_dict(MetricLearningConfig, {**base, "positive_margin": m})
+        task = MetricLearningTask(cfg, model)
+        with torch.no_grad():
+            for p in model.parameters():
+                p.mul_(scale)
+            out = float(task._loss(item, torch.device("cpu"), torch.Generator().manual_seed(3)))
+            for p in model.parameters():
+                p.div_(scale)
+        return out
+
+    full, half, most = loss(0.0), loss(0.1), loss(0.19)
+    assert full > half > most > 0  # less of each true pair's distance is paid
+    # a collapsed embedding (every hit at the same point): true pairs cost nothing with a
+    # positive margin, the negatives all sit at d = 0 and cost margin^2 each
+    collapsed = loss(0.1, scale=0.0)
+    assert abs(collapsed - 0.2**2) < 1e-4, collapsed
+    for bad in (-0.01, 0.2, 0.3):
+        with pytest.raises(ConfigError, match="positive_margin"):
+            from_dict(MetricLearningConfig, {**base, "positive_margin": bad})

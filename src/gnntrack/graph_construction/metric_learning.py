@@ -16,8 +16,8 @@ three sources (acorn's recipe):
 - random pairs within the sample (keep the whole space spread out, not only the neighbourhoods
   already learned).
 
-A pair is positive when it is a truth-graph edge (whatever source found it). Loss (squared
-distances d^2): positives d^2, negatives relu(margin - d)^2, the two means added so the balance
+A pair is positive when it is a truth-graph edge (whatever source found it). Loss (distances
+d): positives d^2 (or relu(d - positive_margin)^2), negatives relu(margin - d)^2, the two means added so the balance
 does not depend on how many negatives were mined. Training goes through the shared loop
 ``gnntrack.training.fit``; the validation builds the full radius graph of at most
 ``max_val_events`` events (its loss is that of one fixed sample per event).
@@ -53,6 +53,10 @@ class MetricLearningConfig(EmbeddingMLPConfig):
 
     #: hinge margin and hard-negative search radius during training
     margin: Positive = 0.1
+    #: true pairs closer than this cost nothing (loss relu(d - positive_margin)^2; 0: d^2, every
+    #: true pair pulled all the way together). Above 0 the training effort goes to the true
+    #: pairs at risk of falling outside the graph's radius rather than to pairs already inside it.
+    positive_margin: NonNegative = 0.0
     #: hits of one training sample nearest in (eta, phi) to a random hit of a target particle
     #: (None: every step embeds the whole event; ~20 CPU-s per step at <mu> = 200 against 0.05
     #: for 2000 + 200 hits with a 128 x 3 model: benchmarks/metric_learning_cpu_20261203)
@@ -82,6 +86,10 @@ class MetricLearningConfig(EmbeddingMLPConfig):
             raise ConfigError(f"metric_learning.backend: {self.backend!r} is not one of {list(BACKENDS)}")
         if not (self.margin > 0 and self.r_max > 0):
             raise ConfigError("metric_learning: margin and r_max must be > 0")
+        if not 0 <= self.positive_margin < self.margin:
+            raise ConfigError(
+                f"metric_learning.positive_margin must be in [0, margin = {self.margin}), got {self.positive_margin}"
+            )
         if self.emb_dim < 1 or self.k_max < 1 or self.knn < 0 or self.n_random < 0:
             raise ConfigError("metric_learning: emb_dim, k_max >= 1 and knn, n_random >= 0 required")
 
@@ -254,8 +262,9 @@ class MetricLearningTask:
         d2 = (emb[i] - emb[j]).float().pow(2).sum(-1)
         w = w.float()
         pos_w, neg_w = w * y, w * (~y)
-        pos = (pos_w * d2).sum() / pos_w.sum().clamp_min(1e-12)
         d = torch.sqrt(d2 + 1e-12)
+        pull = d2 if self.cfg.positive_margin == 0 else torch.relu(d - self.cfg.positive_margin).pow(2)
+        pos = (pos_w * pull).sum() / pos_w.sum().clamp_min(1e-12)
         neg = (neg_w * torch.relu(self.cfg.margin - d).pow(2)).sum() / neg_w.sum().clamp_min(1e-12)
         return pos + neg
 

@@ -5,10 +5,11 @@
 smaller index j). Backends differ only in how they find *candidate* pairs:
 
 - ``brute``: chunked all-pairs distances in torch (the baseline; CPU or GPU),
-- ``kdtree``: scipy's k-d tree (CPU): each query's k_max + 1 nearest within r, a ball query only
-  for the queries whose k_max-th and (k_max + 1)-th neighbours are (nearly) tied. On a trained
-  ⟨μ⟩ = 200 embedding (~120 k points, 12 dimensions, r 0.07, k_max 32) 2.4 CPU-s per event
-  against 21 for the grid and 70 for the flat faiss index, one thread, same run
+- ``kdtree``: scipy's k-d tree (CPU): each query's k_max + 2 nearest within r, a ball query only
+  for the queries whose k_max-th and (k_max + 1)-th neighbours are (nearly) tied, and (float32
+  points) a selection row by row that skips the general selector (``_kdtree_graph``). On a
+  trained ⟨μ⟩ = 200 embedding (~120 k points, 12 dimensions, r 0.07, k_max 32) 2.4 CPU-s per
+  event against 21 for the grid and 70 for the flat faiss index, one thread, same run
   (benchmarks/metric_learning_kdtree_20261203); the CPU default,
 - ``faiss``: exact flat index (range search on CPU, k-NN with escalating k on a faiss GPU build),
 - ``grid``:  FRNN-style fixed-radius grid: points binned in cells of side r in a low-dimensional
@@ -18,7 +19,7 @@ smaller index j). Backends differ only in how they find *candidate* pairs:
   stencil is visited (each unordered pair once).
 
 Every backend searches with a slightly enlarged radius and streams its candidates, chunk by
-chunk, through the same exact selection (``_Selector``: distance recomputed as a sum of squared
+chunk, through the same exact selection (the k-d tree only where float rounding could matter) (``_Selector``: distance recomputed as a sum of squared
 differences, strict ``< r``, k_max by (distance, index), at most N * k_max pairs kept between
 chunks). That is why all backends return the *same* edge set for the same points, which the tests
 check, instead of sets that differ at the rounding boundary, and why memory stays bounded even
@@ -36,6 +37,10 @@ BACKENDS = ("auto", "brute", "faiss", "grid", "kdtree")
 
 #: Candidate pairs (or distance-matrix entries) handled at once; bounds peak memory.
 DEFAULT_CHUNK = 1 << 24
+#: Relative gap between squared distances that float32 rounding cannot bridge: the selector's
+#: float32 sum of squared differences is good to ~(D + 2) ulps (~1e-6 for D = 12), the k-d
+#: tree's float64 distances to ~1e-16, so the k-d tree trusts its own order beyond this gap.
+TIE = 1e-5
 
 try:  # faiss is optional (faiss-cpu by default, faiss-gpu where installed)
     import faiss  # type: ignore
@@ -98,6 +103,8 @@ def radius_graph(
     scale = float(points.abs().max()) ** 2 * points.shape[1]
     r2 = r * r
     r2_search = r2 * (1 + 1e-3) + 1e-6 * max(scale, 1e-12)
+    if backend == "kdtree" and points.dtype == torch.float32 and n < 2**31:
+        return _kdtree_graph(points, r2, r2_search, k_max, chunk_size, exact_ties)
     selector = _Selector(points, r2, k_max, chunk_size)
     if backend == "brute":
         chunks = _candidates_brute(points, r2_search, chunk_size)
@@ -274,7 +281,7 @@ def _candidates_kdtree(points: torch.Tensor, r2: float, chunk_size: int, k_max: 
     k = min(n, k_max + 2)
     # The tree's float64 distances of float32 points are exact to ~1e-16; the selector's float32
     # sum of squared differences to ~(D + 2) ulps (differences of nearby floats are exact), so a
-    # relative gap of 1e-5 separates the k_max-th from the next (5 % of the queries of a trained
+    # relative gap of TIE = 1e-5 separates the k_max-th from the next (5 % of the queries of a trained
     # <mu> = 200 embedding fell back to a ball query at 1e-3, 0.5 s of a 1.8 s search).
     slack = 1e-12 * float(np.abs(x).max()) ** 2 * x.shape[1]
     rows = max(1024, chunk_size // k)
@@ -287,7 +294,7 @@ def _candidates_kdtree(points: torch.Tensor, r2: float, chunk_size: int, k_max: 
             complete = np.ones(len(xq), dtype=bool)
         else:
             last, kth = dist[:, -1] ** 2, dist[:, k - 2] ** 2
-            complete = ~found[:, -1] | (last > kth * (1 + 1e-5) + slack)
+            complete = ~found[:, -1] | (last > kth * (1 + TIE) + slack)
         yield _selected_pairs(s, complete[:, None] & found, nbr, device)
         todo = np.flatnonzero(~complete)
         if todo.size:
@@ -296,6 +303,105 @@ def _candidates_kdtree(points: torch.Tensor, r2: float, chunk_size: int, k_max: 
             j = np.fromiter((v for b in balls for v in b), dtype=np.int64, count=int(counts.sum()))
             i = np.repeat(s + todo.astype(np.int64), counts)
             yield torch.from_numpy(i).to(device), torch.from_numpy(j).to(device), False
+
+
+def _kdtree_graph(
+    points: torch.Tensor, r2: float, r2_search: float, k_max: int, chunk_size: int, exact_ties: bool
+) -> torch.Tensor:
+    """``radius_graph`` with the k-d tree for float32 points, without the general selector.
+
+    The tree's k_max + 2 nearest of a query are all of its candidates unless it is (nearly) tied
+    at the cap (see ``_candidates_kdtree``), and they are at most k_max + 1 besides the query
+    itself, already sorted by the tree's float64 distance. A row is taken as the tree orders it
+    (its first k_max candidates) unless float32 rounding could change its order or radius cut:
+    two of its distances within a relative ``TIE``, or one within ``TIE`` of r. Those rows are
+    recomputed as the selector does (the same float32 expression), cut at r and sorted by one
+    64-bit key (distance bits << 32 | neighbour index), the order of ``_lexicographic_order``.
+    Queries go to the tree in its own leaf order (neighbouring queries share tree nodes: 0.61
+    against 0.74 s wall per <mu> = 200 event on two threads) and rows are scattered back to
+    query order at the end; the whole search took 0.74 s against 1.00 through the selector
+    (benchmarks/metric_learning_margin_20261204). The queries tied at the cap (ball query) go through ``_Selector``
+    into the same output. The result is the selector's, pair for pair and in the same order.
+    """
+    from scipy.spatial import cKDTree
+
+    device = points.device
+    x = points.detach().to(torch.float64).cpu().numpy()
+    n = x.shape[0]
+    tree = cKDTree(x)
+    order = tree.indices.astype(np.int64)  # queries in leaf order
+    r = math.sqrt(r2_search)
+    workers = max(1, torch.get_num_threads())
+    k = min(n, k_max + 2)
+    slack = 1e-12 * float(np.abs(x).max()) ** 2 * x.shape[1]
+    pts = points.detach().cpu()
+    none = np.iinfo(np.int64).max
+    rows = max(1024, chunk_size // k)
+    parts_q, parts_rank, parts_key, tied = [], [], [], []
+    for s in range(0, n, rows):
+        q = order[s : s + rows]
+        dist, nbr = tree.query(x[q], k=k, distance_upper_bound=r, workers=workers)
+        dist, nbr = dist.reshape(len(q), k), nbr.reshape(len(q), k)
+        found = np.isfinite(dist)
+        if k == n or not exact_ties:
+            complete = np.ones(len(q), dtype=bool)
+        else:
+            last, kth = dist[:, -1] ** 2, dist[:, k - 2] ** 2
+            complete = ~found[:, -1] | (last > kth * (1 + TIE) + slack)
+        tied.append(q[~complete])
+        ok = found & complete[:, None] & (nbr != q[:, None])
+        # The tree's float64 distances order a row like the selector's float32 ones and decide
+        # the radius cut alike unless two of them are within a relative TIE (neighbours, or the
+        # query and a duplicate) or one is within TIE of r: those rows are recomputed below.
+        d64 = np.where(found, dist, np.inf) ** 2
+        loose = (ok & (d64 > r2 * (1 - TIE))).any(1)
+        loose |= (found[:, 1:] & (d64[:, 1:] <= d64[:, :-1] * (1 + TIE) + slack)).any(1)
+        # the other rows: the first k_max candidates in the tree's order
+        fast = ok & ~loose[:, None]
+        rank = np.cumsum(fast, axis=1) - 1
+        fast &= rank < k_max
+        qi, _ = np.nonzero(fast)
+        parts_q.append(q[qi])
+        parts_rank.append(rank[fast])
+        parts_key.append(nbr[fast].astype(np.int64))
+        ok &= loose[:, None]
+        qi, col = np.nonzero(ok)
+        j = nbr[ok].astype(np.int64)
+        diff = pts.index_select(0, torch.from_numpy(q[qi]))
+        diff.sub_(pts.index_select(0, torch.from_numpy(j)))
+        d2 = diff.pow_(2).sum(-1).numpy()  # the selector's value, bit for bit
+        inside = d2 < r2
+        key = np.full(ok.shape, none, dtype=np.int64)
+        key[qi[inside], col[inside]] = (d2[inside].view(np.int32).astype(np.int64) << 32) | j[inside]
+        key = key[loose]
+        key.sort(axis=1)
+        key = key[:, :k_max]
+        qi, rank = np.nonzero(key != none)
+        parts_q.append(q[loose][qi])
+        parts_rank.append(rank)
+        parts_key.append(key[qi, rank])
+    tied = np.concatenate(tied)
+    if tied.size:  # ball queries through the general selector
+        selector = _Selector(points, r2, k_max, chunk_size)
+        xt = x[tied]
+        for s in range(0, len(tied), rows):
+            balls = tree.query_ball_point(xt[s : s + rows], r, workers=workers, return_sorted=False)
+            counts = np.fromiter((len(b) for b in balls), dtype=np.int64, count=len(balls))
+            j = np.fromiter((v for b in balls for v in b), dtype=np.int64, count=int(counts.sum()))
+            i = np.repeat(tied[s : s + rows], counts)
+            selector.add(torch.from_numpy(i).to(device), torch.from_numpy(j).to(device))
+        ti, tj = (t.cpu().numpy() for t in selector.result())
+        counts = np.bincount(ti, minlength=n)
+        parts_q.append(ti)
+        parts_rank.append(np.arange(len(ti)) - (np.cumsum(counts) - counts)[ti])
+        parts_key.append(tj)
+    q = np.concatenate(parts_q)
+    counts = np.bincount(q, minlength=n)
+    pos = (np.cumsum(counts) - counts)[q] + np.concatenate(parts_rank)
+    out = np.empty((2, len(q)), dtype=np.int64)
+    out[0, pos] = q
+    out[1, pos] = np.concatenate(parts_key) & 0xFFFFFFFF
+    return torch.from_numpy(out).to(device)
 
 
 def _candidates_faiss_gpu(x, r2: float, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
