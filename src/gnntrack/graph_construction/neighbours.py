@@ -5,9 +5,10 @@
 smaller index j). Backends differ only in how they find *candidate* pairs:
 
 - ``brute``: chunked all-pairs distances in torch (the baseline; CPU or GPU),
-- ``kdtree``: scipy's k-d tree (CPU): each query's k_max + 2 nearest within r, a ball query only
-  for the queries whose k_max-th and (k_max + 1)-th neighbours are (nearly) tied, and (float32
-  points) a selection row by row that skips the general selector (``_kdtree_graph``). On a
+- ``kdtree``: scipy's k-d tree (CPU) built in the points' principal frame: each query's
+  k_max + 2 nearest within r, a ball query only for the queries whose k_max-th and
+  (k_max + 1)-th neighbours are (nearly) tied, and (float32 points) a selection row by row that
+  skips the general selector (``_kdtree_graph``). On a
   trained ⟨μ⟩ = 200 embedding (~120 k points, 12 dimensions, r 0.07, k_max 32) 2.4 CPU-s per
   event against 21 for the grid and 70 for the flat faiss index, one thread, same run
   (benchmarks/metric_learning_kdtree_20261203); the CPU default,
@@ -41,6 +42,13 @@ DEFAULT_CHUNK = 1 << 24
 #: float32 sum of squared differences is good to ~(D + 2) ulps (~1e-6 for D = 12), the k-d
 #: tree's float64 distances to ~1e-16, so the k-d tree trusts its own order beyond this gap.
 TIE = 1e-5
+#: k-d tree build: sliding-midpoint splits (not medians) and 32 points per leaf. In the principal
+#: frame of a trained <mu> = 200 embedding the k_max + 2 query took 0.81 against 1.10 s with
+#: scipy's defaults (median splits, 16 per leaf) on 140 k points, two threads.
+_TREE = {"leafsize": 32, "balanced_tree": False}
+#: Query rows per block of the k-d tree graph (one block is queried while the previous one is
+#: selected); small enough that a block's (rows, k_max + 2) arrays stay in cache.
+_PIPELINE_ROWS = 8192
 
 try:  # faiss is optional (faiss-cpu by default, faiss-gpu where installed)
     import faiss  # type: ignore
@@ -260,6 +268,28 @@ def _candidates_faiss(
             yield i.to(device), torch.from_numpy(nbr.astype("int64")).to(device), False
 
 
+def _principal_frame(x: np.ndarray) -> np.ndarray:
+    """``x`` (float64) rotated onto its principal axes, the largest spread first.
+
+    A rotation keeps every distance (to ~1e-16, far inside ``TIE``), so the k-d tree finds the
+    same neighbours; but its splits are along the coordinate axes, and a trained embedding lies on
+    a sphere whose spread is concentrated along a few directions that are not coordinate axes
+    (on a <mu> = 200 event the 7 leading axes of 12 hold 98 % of the variance). In that frame the
+    tree splits where the points spread and prunes more: the k_max + 2 query took 0.73 against
+    1.25 s on 113 k points (r 0.155, k_max 48, two threads; benchmarks/metric_learning_search_20261204).
+    """
+    centred = x - x.mean(0)
+    _, vecs = np.linalg.eigh(centred.T @ centred)  # ascending eigenvalues
+    return x @ vecs[:, ::-1]
+
+
+def _kdtree(x: np.ndarray):
+    """scipy's k-d tree over ``x`` with this module's build settings (``_TREE``)."""
+    from scipy.spatial import cKDTree
+
+    return cKDTree(x, **_TREE)
+
+
 def _candidates_kdtree(points: torch.Tensor, r2: float, chunk_size: int, k_max: int, exact_ties: bool = True):
     """Candidate pairs within ``r2`` (squared) from scipy's k-d tree (float64, CPU).
 
@@ -270,12 +300,10 @@ def _candidates_kdtree(points: torch.Tensor, r2: float, chunk_size: int, k_max: 
     every point within r (``exact_ties=False``: they keep their k_max + 2 nearest). The tree
     uses ``torch.get_num_threads()`` workers.
     """
-    from scipy.spatial import cKDTree
-
     device = points.device
-    x = points.detach().to(torch.float64).cpu().numpy()
+    x = _principal_frame(points.detach().to(torch.float64).cpu().numpy())
     n = x.shape[0]
-    tree = cKDTree(x)
+    tree = _kdtree(x)
     r = math.sqrt(r2)
     workers = max(1, torch.get_num_threads())
     k = min(n, k_max + 2)
@@ -317,18 +345,19 @@ def _kdtree_graph(
     two of its distances within a relative ``TIE``, or one within ``TIE`` of r. Those rows are
     recomputed as the selector does (the same float32 expression), cut at r and sorted by one
     64-bit key (distance bits << 32 | neighbour index), the order of ``_lexicographic_order``.
-    Queries go to the tree in its own leaf order (neighbouring queries share tree nodes: 0.61
-    against 0.74 s wall per <mu> = 200 event on two threads) and rows are scattered back to
-    query order at the end; the whole search took 0.74 s against 1.00 through the selector
-    (benchmarks/metric_learning_margin_20261204). The queries tied at the cap (ball query) go through ``_Selector``
-    into the same output. The result is the selector's, pair for pair and in the same order.
+    Queries go to the tree in its own leaf order (neighbouring queries share tree nodes) in
+    blocks of ``_PIPELINE_ROWS``; a thread queries the next block while this one is selected, so
+    the single-threaded numpy selection overlaps the tree's multi-threaded search. Rows are
+    scattered back to query order at the end. The queries tied at the cap (ball query) go through
+    ``_Selector`` into the same output. The result is the selector's, pair for pair and in the
+    same order.
     """
-    from scipy.spatial import cKDTree
+    from concurrent.futures import ThreadPoolExecutor
 
     device = points.device
-    x = points.detach().to(torch.float64).cpu().numpy()
+    x = _principal_frame(points.detach().to(torch.float64).cpu().numpy())
     n = x.shape[0]
-    tree = cKDTree(x)
+    tree = _kdtree(x)
     order = tree.indices.astype(np.int64)  # queries in leaf order
     r = math.sqrt(r2_search)
     workers = max(1, torch.get_num_threads())
@@ -336,50 +365,61 @@ def _kdtree_graph(
     slack = 1e-12 * float(np.abs(x).max()) ** 2 * x.shape[1]
     pts = points.detach().cpu()
     none = np.iinfo(np.int64).max
-    rows = max(1024, chunk_size // k)
-    parts_q, parts_rank, parts_key, tied = [], [], [], []
-    for s in range(0, n, rows):
+    rows = max(1024, min(_PIPELINE_ROWS, chunk_size // k))
+
+    def query(s: int):
         q = order[s : s + rows]
         dist, nbr = tree.query(x[q], k=k, distance_upper_bound=r, workers=workers)
-        dist, nbr = dist.reshape(len(q), k), nbr.reshape(len(q), k)
-        found = np.isfinite(dist)
-        if k == n or not exact_ties:
-            complete = np.ones(len(q), dtype=bool)
-        else:
-            last, kth = dist[:, -1] ** 2, dist[:, k - 2] ** 2
-            complete = ~found[:, -1] | (last > kth * (1 + TIE) + slack)
-        tied.append(q[~complete])
-        ok = found & complete[:, None] & (nbr != q[:, None])
-        # The tree's float64 distances order a row like the selector's float32 ones and decide
-        # the radius cut alike unless two of them are within a relative TIE (neighbours, or the
-        # query and a duplicate) or one is within TIE of r: those rows are recomputed below.
-        d64 = np.where(found, dist, np.inf) ** 2
-        loose = (ok & (d64 > r2 * (1 - TIE))).any(1)
-        loose |= (found[:, 1:] & (d64[:, 1:] <= d64[:, :-1] * (1 + TIE) + slack)).any(1)
-        # the other rows: the first k_max candidates in the tree's order
-        fast = ok & ~loose[:, None]
-        rank = np.cumsum(fast, axis=1) - 1
-        fast &= rank < k_max
-        qi, _ = np.nonzero(fast)
-        parts_q.append(q[qi])
-        parts_rank.append(rank[fast])
-        parts_key.append(nbr[fast].astype(np.int64))
-        ok &= loose[:, None]
-        qi, col = np.nonzero(ok)
-        j = nbr[ok].astype(np.int64)
-        diff = pts.index_select(0, torch.from_numpy(q[qi]))
-        diff.sub_(pts.index_select(0, torch.from_numpy(j)))
-        d2 = diff.pow_(2).sum(-1).numpy()  # the selector's value, bit for bit
-        inside = d2 < r2
-        key = np.full(ok.shape, none, dtype=np.int64)
-        key[qi[inside], col[inside]] = (d2[inside].view(np.int32).astype(np.int64) << 32) | j[inside]
-        key = key[loose]
-        key.sort(axis=1)
-        key = key[:, :k_max]
-        qi, rank = np.nonzero(key != none)
-        parts_q.append(q[loose][qi])
-        parts_rank.append(rank)
-        parts_key.append(key[qi, rank])
+        return q, dist.reshape(len(q), k), nbr.reshape(len(q), k)
+
+    parts_q, parts_rank, parts_key, tied = [], [], [], []
+    with ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(query, 0)
+        for s in range(0, n, rows):
+            q, dist, nbr = pending.result()
+            if s + rows < n:
+                pending = pool.submit(query, s + rows)
+            found = np.isfinite(dist)
+            if k == n or not exact_ties:
+                complete = np.ones(len(q), dtype=bool)
+            else:
+                last, kth = dist[:, -1] ** 2, dist[:, k - 2] ** 2
+                complete = ~found[:, -1] | (last > kth * (1 + TIE) + slack)
+            tied.append(q[~complete])
+            ok = found & complete[:, None] & (nbr != q[:, None])
+            # The tree's float64 distances order a row like the selector's float32 ones and
+            # decide the radius cut alike unless two of them are within a relative TIE
+            # (neighbours, or the query and a duplicate) or one is within TIE of r: those rows
+            # are recomputed below. Missing neighbours have distance inf.
+            d64 = dist * dist
+            loose = (ok & (d64 > r2 * (1 - TIE))).any(1)
+            loose |= (found[:, 1:] & (d64[:, 1:] <= d64[:, :-1] * (1 + TIE) + slack)).any(1)
+            # the other rows: the first k_max candidates in the tree's order
+            fast = ok & ~loose[:, None]
+            rank = np.cumsum(fast, axis=1) - 1
+            fast &= rank < k_max
+            qi, _ = np.nonzero(fast)
+            parts_q.append(q[qi])
+            parts_rank.append(rank[fast])
+            parts_key.append(nbr[fast].astype(np.int64))
+            lo = np.flatnonzero(loose)
+            if not lo.size:
+                continue
+            ok, q_lo = ok[lo], q[lo]
+            qi, col = np.nonzero(ok)
+            j = nbr[lo][ok].astype(np.int64)
+            diff = pts.index_select(0, torch.from_numpy(q_lo[qi]))
+            diff.sub_(pts.index_select(0, torch.from_numpy(j)))
+            d2 = diff.pow_(2).sum(-1).numpy()  # the selector's value, bit for bit
+            inside = d2 < r2
+            key = np.full(ok.shape, none, dtype=np.int64)
+            key[qi[inside], col[inside]] = (d2[inside].view(np.int32).astype(np.int64) << 32) | j[inside]
+            key.sort(axis=1)
+            key = key[:, :k_max]
+            qi, rank = np.nonzero(key != none)
+            parts_q.append(q_lo[qi])
+            parts_rank.append(rank)
+            parts_key.append(key[qi, rank])
     tied = np.concatenate(tied)
     if tied.size:  # ball queries through the general selector
         selector = _Selector(points, r2, k_max, chunk_size)
