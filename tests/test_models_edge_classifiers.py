@@ -9,6 +9,7 @@ import pytest
 import torch
 from synthetic import make_event
 
+from gnntrack.config import ConfigError, from_dict
 from gnntrack.edge_classification.regions import RegionConfig, region_masks, region_subgraph
 from gnntrack.io.errors import InputError
 from gnntrack.io.features import DEFAULT_NODE_FEATURES, DEFAULT_SCALES, node_features
@@ -229,6 +230,30 @@ def test_weighted_bce():
     assert loss.item() == pytest.approx(4.54e-5, rel=1e-2)  # the 0-weight wrong edge does not count
     empty = weighted_bce(logits[:0], torch.zeros(0), torch.zeros(0))
     assert empty.item() == 0.0 and empty.requires_grad
+
+
+def test_focal_loss_weighs_confident_edges_less():
+    """gamma 0 is the plain BCE; gamma > 0 scales each edge's BCE by (1 - p_t)^gamma: a confidently
+    right edge (p_t 0.99) counts ~1e-4 of its BCE at gamma 2, an edge at p = 0.5 a quarter."""
+    logits = torch.tensor([4.6, -4.6, 0.0, 2.0])
+    labels = torch.tensor([1.0, 0.0, 1.0, 0.0])  # right, right, undecided, wrong
+    w = torch.ones(4)
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, labels, reduction="none")
+    assert weighted_bce(logits, labels, w, 0.0).item() == pytest.approx(bce.mean().item())
+    p_true = torch.sigmoid(torch.where(labels > 0, logits, -logits))
+    expect = (bce * (1 - p_true) ** 2).mean()
+    focal = weighted_bce(logits, labels, w, 2.0)
+    assert focal.item() == pytest.approx(expect.item(), rel=1e-6)
+    # per edge: the wrong edge keeps most of its loss, the confident right ones almost none
+    per = [
+        weighted_bce(logits[i : i + 1], labels[i : i + 1], w[:1], 2.0).item() / bce[i].item()
+        for i in range(4)
+    ]
+    assert per[0] < 1e-3 and per[1] < 1e-3 and per[2] == pytest.approx(0.25) and per[3] > 0.75
+    cfg = from_dict(LossConfig, {"focal_gamma": 2}, "loss")
+    assert cfg.focal_gamma == 2.0
+    with pytest.raises(ConfigError, match="focal_gamma"):
+        from_dict(LossConfig, {"focal_gamma": -1}, "loss")
 
 
 def test_auc_and_working_point():

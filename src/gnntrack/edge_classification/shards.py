@@ -60,7 +60,7 @@ def train_edge_classifier(
     else:
         # input standardisation from the training items (region margins count a few hits twice)
         model.fit_input_normalisation(item.x for item in train)
-    task = EdgeClassifierTask(model, score_cut=cfg.score_cut, **task_kw)
+    task = EdgeClassifierTask(model, score_cut=cfg.score_cut, focal_gamma=cfg.loss.focal_gamma, **task_kw)
     compression = getattr(cfg, "compression", None)
     if compression is not None and compression.enabled:
         summary = train_compressed(task, train, val, cfg, output, device)

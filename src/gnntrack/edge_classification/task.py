@@ -26,7 +26,8 @@ PURITY_POINTS = (0.9, 0.95)
 
 
 class EdgeClassifierTask:
-    """Weighted BCE per item; validation at the working point ``score_cut``.
+    """Weighted BCE per item (focal with ``focal_gamma`` > 0); validation at the working point
+    ``score_cut``, its loss the plain weighted BCE (a proper score, whatever the training loss).
 
     ``max_edges_per_step`` trains a per-edge model on a random subset of an item's edges (drawn
     from torch's global generator, so a resumed run draws the same subsets); leave it None for
@@ -39,11 +40,13 @@ class EdgeClassifierTask:
         score_cut: float = 0.5,
         max_edges_per_step: int | None = None,
         eval_chunk_size: int | None = None,
+        focal_gamma: float = 0.0,
     ):
         self.model = model
         self.score_cut = score_cut
         self.max_edges_per_step = max_edges_per_step
         self.eval_chunk_size = eval_chunk_size
+        self.focal_gamma = focal_gamma
 
     def model_config(self) -> dict:
         return dict(self.model.config)
@@ -56,7 +59,7 @@ class EdgeClassifierTask:
         if not bool((w > 0).any()):
             return torch.zeros((), device=device)  # nothing to learn (no weighted edges): fit skips it
         logits = self.model(item.x.to(device), ei.to(device))
-        return weighted_bce(logits, y.to(device), w.to(device))
+        return weighted_bce(logits, y.to(device), w.to(device), self.focal_gamma)
 
     def evaluate(self, items: Sequence[GraphItem], device: torch.device) -> dict[str, float]:
         return self.reduce_evaluation([self.evaluate_item(i, item, device) for i, item in enumerate(items)])
