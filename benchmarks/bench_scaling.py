@@ -7,6 +7,14 @@
         --reference models/reference/physics_mu200 --threads 1 --repeats 3 \\
         -o benchmarks/scaling_mu_20261203/scaling.json --plot benchmarks/scaling_mu_20261203/scaling.png
 
+A campaign's own models instead of a bundle (``-c`` campaign files merged as ``gnntrack -c``
+merges them, ``--gnn-model`` and ``--module-map`` or ``--embedding`` [``--filter-model``]), e.g.
+the metric-learning chain, as ``gnntrack infer -c ... --embedding ...`` runs it:
+
+    PYTHONPATH=src .venv/bin/python benchmarks/bench_scaling.py benchmarks/tmp/scaling/mu*.h5 \
+        -c config/config.yaml -c config/physics_mu200.yaml -c config/physics_mu200_ml.yaml \
+        --embedding E.pt --filter-model F.pt --gnn-model G.pt --threads 2 -o ml.json
+
 Runs the one-process inference chain that ``gnntrack infer --reference`` runs
 (``gnntrack.inference.Pipeline`` with the bundle's models and its campaign's inference settings:
 eager fp32 on the CPU unless ``--set`` changes them) on every event of the given events files,
@@ -61,7 +69,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from gnntrack.campaign import merge_campaigns  # noqa: E402
+from gnntrack.campaign import load_campaign, merge_campaigns  # noqa: E402
 from gnntrack.cli import stage_config  # noqa: E402
 from gnntrack.config import to_dict  # noqa: E402
 from gnntrack.device import cpu_name  # noqa: E402
@@ -71,7 +79,7 @@ from gnntrack.io.event_store import event_keys, read_event  # noqa: E402
 from gnntrack.reference import Reference  # noqa: E402
 
 #: stage rows of the table (the chain's StageTimer names; a stage that did not run reads 0)
-STAGE_ROWS = ("data_loading", "build_edges", "gnn", "labelling")
+STAGE_ROWS = ("data_loading", "embedding", "build_edges", "filtering", "gnn", "labelling")
 
 
 class CPUStageTimer(StageTimer):
@@ -126,7 +134,7 @@ def run_event(pipe: Pipeline, path: Path, key: str, columns: dict, trim: bool = 
     return {
         "n_hits": int(res.n_hits),
         "edges_built": int(res.n_edges["build_edges"]),
-        "edges_gnn": int(res.n_edges["filtering"]),
+        "edges_gnn": int(res.n_edges.get("filtering", res.n_edges["build_edges"])),
         "edges_above_cut": int(res.n_edges["gnn"]),
         "n_tracks": len(res.tracks),
         "wall_s": res.timing,
@@ -178,6 +186,7 @@ def fits(records: list[dict]) -> dict:
         "peak_rss_bytes": loglog_slope(x, [r["peak_rss_bytes"] for r in records]),
         "edges_built": loglog_slope(x, [r["edges_built"] for r in records]),
         "edges_above_cut": loglog_slope(x, [r["edges_above_cut"] for r in records]),
+        "edges_gnn": loglog_slope(x, [r.get("edges_gnn", r["edges_built"]) for r in records]),
         "stage_wall_s": {s: loglog_slope(x, [r["wall_s"].get(s, 0.0) for r in records]) for s in stages},
         "stage_cpu_s": {s: loglog_slope(x, [r["cpu_stage_s"].get(s, 0.0) for r in records]) for s in stages},
     }
@@ -484,6 +493,14 @@ def main(argv=None) -> dict:
     )
     ap.add_argument("--reference", type=Path, default=ROOT / "models/reference/physics_mu200")
     ap.add_argument(
+        "-c", "--config", action="append", type=Path, default=[],
+        help="instead of --reference: campaign YAMLs (merged in order, as gnntrack -c) with the models below",
+    )  # fmt: skip
+    ap.add_argument("--module-map", type=Path, help="with -c: module map")
+    ap.add_argument("--embedding", type=Path, help="with -c: metric-learning model")
+    ap.add_argument("--filter-model", type=Path, help="with -c: edge filter")
+    ap.add_argument("--gnn-model", type=Path, help="with -c: GNN")
+    ap.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="inference setting override"
     )
     ap.add_argument("--threads", type=int, default=2, help="torch intra-op threads (default 2)")
@@ -505,17 +522,29 @@ def main(argv=None) -> dict:
         ap.error("give events files (or --refit JSON)")
 
     torch.set_num_threads(args.threads)
-    ref = Reference.load(args.reference)
-    cfg = stage_config("inference", merge_campaigns(ref.campaign, {}), args.set)
+    if args.config:  # a campaign's own models (e.g. the metric-learning chain)
+        if args.gnn_model is None:
+            ap.error("-c needs --gnn-model (and --module-map or --embedding)")
+        cfg = stage_config("inference", load_campaign(args.config), args.set)
+        models = {"module_map": args.module_map, "embedding": args.embedding, "filter": args.filter_model, "gnn": args.gnn_model}  # fmt: skip
+        source = {
+            "config": [str(c) for c in args.config],
+            "models": {k: str(v) for k, v in models.items() if v},
+        }
+    else:
+        ref = Reference.load(args.reference)
+        cfg = stage_config("inference", merge_campaigns(ref.campaign, {}), args.set)
+        models = {k: ref.path(k) for k in ("module_map", "embedding", "filter", "gnn")}
+        source = {"reference": str(args.reference)}
     started = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     mach0 = machine()
     t0 = time.perf_counter()
     pipe = Pipeline.from_files(
         cfg,
-        module_map=ref.path("module_map"),
-        embedding=ref.path("embedding"),
-        filter_model=ref.path("filter"),
-        gnn_model=ref.path("gnn"),
+        module_map=models["module_map"],
+        embedding=models["embedding"],
+        filter_model=models["filter"],
+        gnn_model=models["gnn"],
         device="cpu",
     )
     load_s = time.perf_counter() - t0
@@ -557,7 +586,7 @@ def main(argv=None) -> dict:
         "threads": args.threads,
         "repeats": args.repeats,
         "trim": not args.no_trim,
-        "reference": str(args.reference),
+        **source,
         "inference": to_dict(cfg),
         "model_load_s": load_s,
         "warmup": {"file": str(warm[0]), "key": warm[1], "wall_s": w["wall_s"], "cpu_s": w["cpu_s"]},
