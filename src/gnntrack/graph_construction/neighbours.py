@@ -43,8 +43,9 @@ DEFAULT_CHUNK = 1 << 24
 #: tree's float64 distances to ~1e-16, so the k-d tree trusts its own order beyond this gap.
 TIE = 1e-5
 #: k-d tree build: sliding-midpoint splits (not medians) and 32 points per leaf. In the principal
-#: frame of a trained <mu> = 200 embedding the k_max + 2 query took 0.81 against 1.10 s with
-#: scipy's defaults (median splits, 16 per leaf) on 140 k points, two threads.
+#: frame of a trained <mu> = 200 embedding the k_max + 2 query took 0.63 against 0.80 s (113 k
+#: points) and 0.83 against 1.08 s (140 k) with scipy's defaults (median splits, 16 per leaf), two
+#: threads (benchmarks/metric_learning_search_20261204, tree_probe.json).
 _TREE = {"leafsize": 32, "balanced_tree": False}
 #: Query rows per block of the k-d tree graph (one block is queried while the previous one is
 #: selected); small enough that a block's (rows, k_max + 2) arrays stay in cache.
@@ -274,9 +275,10 @@ def _principal_frame(x: np.ndarray) -> np.ndarray:
     A rotation keeps every distance (to ~1e-16, far inside ``TIE``), so the k-d tree finds the
     same neighbours; but its splits are along the coordinate axes, and a trained embedding lies on
     a sphere whose spread is concentrated along a few directions that are not coordinate axes
-    (on a <mu> = 200 event the 7 leading axes of 12 hold 98 % of the variance). In that frame the
-    tree splits where the points spread and prunes more: the k_max + 2 query took 0.73 against
-    1.25 s on 113 k points (r 0.155, k_max 48, two threads; benchmarks/metric_learning_search_20261204).
+    (on a <mu> = 200 event the 7 leading axes of 12 hold 97.5 % of the variance). In that frame the
+    tree splits where the points spread and prunes more: with scipy's default tree the k_max + 2
+    query took 0.80 against 1.11 s on 113 k points and 1.08 against 1.63 s on 140 k (r 0.155,
+    k_max 48, two threads; benchmarks/metric_learning_search_20261204, tree_probe.json).
     """
     centred = x - x.mean(0)
     _, vecs = np.linalg.eigh(centred.T @ centred)  # ascending eigenvalues
