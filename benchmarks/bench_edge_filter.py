@@ -11,11 +11,16 @@ filter is trained and applied by the workflow's own commands (``gnntrack train-f
   and process CPU seconds, each the best of ``--repeat`` runs, after one untimed warm-up event);
 - the doublet graph cut at the model's stored cut and at every ``--cuts`` value, and at the cuts
   that keep ``--val-efficiencies`` of the validation graphs' target edges (what
-  ``filter.target_efficiency`` would store);
+  ``filter.target_efficiency`` would store), and at the cut that keeps ``--edge-budgets`` edges
+  per event on average (one cut over all the events scanned: the "efficiency at N edges/event"
+  of a goal);
 - optionally the ``apply-filter`` output (``--filtered``: its edges must be the stored-cut row's),
   the doublet graph-building time (``--module-map``, the campaign's map, timed likewise) and the
   doublet + triplet graphs of a map with triplet windows (``--triplet-map``, at each
   ``--triplet-margins`` small-count margin, the map's other cuts; timed likewise).
+
+``--int8`` scores with the filter's int8 copy (``inference.int8``: torch.ao dynamic quantisation
+of its Linear layers, CPU only) instead of the fp32 model.
 
 Efficiency = target truth edges found / target truth edges (``gnntrack.metrics.truth_target_edges``,
 as in the triplet record); purity = target truth edges found / edges. The triplet record's rows
@@ -109,11 +114,27 @@ def main() -> None:
     ap.add_argument("--triplets", help="the triplet record's compare JSON (rows copied into the table)")
     ap.add_argument("--repeat", type=int, default=3, help="timed runs per event (the best is kept)")
     ap.add_argument("--n-events", type=int, default=None, help="only the first N events")
+    ap.add_argument(
+        "--edge-budgets",
+        nargs="*",
+        type=float,
+        default=[],
+        help="edges/event: the one cut over all events that keeps this many edges per event on average",
+    )
+    ap.add_argument(
+        "--int8",
+        action="store_true",
+        help="score with the int8 copy of the filter (inference.int8: torch.ao dynamic quantisation)",
+    )
     ap.add_argument("--json", help="write the table and per-event numbers here")
     args = ap.parse_args()
 
     dev = torch.device("cpu")
     net = load_model(args.model, dev)
+    if args.int8:
+        from gnntrack.models.compression import quantize_int8
+
+        net = quantize_int8(net)
     info = read_model_info(args.model)
     stored_cut = float(getattr(net, "score_cut", FilterConfig().score_cut))  # as run_apply_filter
     chunk = FilterConfig().chunk_size  # the filter section's default, as in apply-filter
@@ -139,6 +160,7 @@ def main() -> None:
     for m in tms:
         per[f"doublets + triplets, small_count_margin {m:g} (this run)"] = []
     warm = False
+    scored = []  # (scores, edge is a target truth edge, target truth edges) per event
     for graph, ev in zip(iter_graphs(args.graphs), iter_events(args.events, tables=("hits", "particles"))):
         if args.n_events is not None and len(per["doublets"]) >= args.n_events:
             break
@@ -174,6 +196,9 @@ def main() -> None:
             per[f"doublets + filter, {name}"].append(
                 count(graph.edge_index[:, keep], s=filter_s, cpu_s=filter_cpu)
             )
+        if args.edge_budgets:  # for the budget cuts, chosen once all events are scored
+            in_truth = np.isin(edge_codes(graph.edge_index, ev.n_hits), truth)
+            scored.append((scores, in_truth, len(truth)))
         if filtered:
             f = filtered[graph.key]
             kept = graph.edge_index[:, scores >= stored_cut]
@@ -186,6 +211,17 @@ def main() -> None:
             flush=True,
         )
 
+    budget_cuts = {}
+    if scored:
+        all_scores = np.concatenate([sc for sc, _, _ in scored])
+        for budget in args.edge_budgets:
+            k = min(len(all_scores), max(1, round(budget * len(scored))))
+            cut = float(np.partition(all_scores, len(all_scores) - k)[len(all_scores) - k])
+            budget_cuts[budget] = cut
+            per[f"doublets + filter, {budget:.0f} edges/event (cut {cut:.4g})"] = [
+                {"edges": int((sc >= cut).sum()), "truth": n_truth, "found": int((in_t & (sc >= cut)).sum())}
+                for sc, in_t, n_truth in scored
+            ]
     rows = []
     for name, r in per.items():
         truth = sum(x["truth"] for x in r)
@@ -241,10 +277,12 @@ def main() -> None:
         "model_config": info.get("config"),
         "stored_cut": stored_cut,
         "val_cuts": {str(k): v for k, v in val_cuts.items()},
+        "budget_cuts": {str(k): v for k, v in budget_cuts.items()},
         "module_map": args.module_map,
         "triplet_map": args.triplet_map,
         "triplet_margins": args.triplet_margins if args.triplet_map else [],
         "repeat": args.repeat,
+        "int8": args.int8,
         "machine": {"platform": platform.platform(), "torch_threads": torch.get_num_threads()},
         "rows": rows,
         "per_event": per,
