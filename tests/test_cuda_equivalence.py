@@ -14,11 +14,12 @@ from synthetic import make_event
 
 from gnntrack.graph_construction import build_module_map
 from gnntrack.graph_construction.module_map import ModuleMap
-from gnntrack.graph_construction.neighbours import radius_graph
+from gnntrack.graph_construction.neighbours import HAS_FAISS_GPU, radius_graph
 from gnntrack.inference import Pipeline
 from gnntrack.models import FilterModel, InteractionGNN
 from gnntrack.models.embedding import EmbeddingMLP
 from gnntrack.track_building import connected_components
+from gnntrack.track_building.components import cugraph_available
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
@@ -50,6 +51,28 @@ def test_connected_components_torch_cuda_equals_scipy():
     edges = rng.integers(0, n, size=(2, 40_000))
     ref = connected_components(edges, n, backend="scipy")
     got = connected_components(torch.from_numpy(edges).cuda(), n, backend="torch")
+    np.testing.assert_array_equal(got.cpu().numpy(), ref)
+
+
+@pytest.mark.skipif(not HAS_FAISS_GPU, reason="needs faiss-gpu")
+def test_faiss_gpu_radius_graph_equals_cpu():
+    """faiss-gpu (k-NN with escalating k, then the exact selection) gives brute force's edges."""
+    g = torch.Generator().manual_seed(4)
+    centres = torch.rand(200, 6, generator=g)
+    pts = (centres.repeat_interleave(40, 0) + 0.03 * torch.randn(8000, 6, generator=g)).float()
+    ref = radius_graph(pts, 0.08, 24, "brute")
+    got = radius_graph(pts.cuda(), 0.08, 24, "faiss")
+    assert got.is_cuda and ref.shape[1] > 10_000
+    assert torch.equal(got.cpu(), ref)
+
+
+@pytest.mark.skipif(not cugraph_available(), reason="needs cuGraph (RAPIDS)")
+def test_connected_components_cugraph_equals_scipy():
+    rng = np.random.default_rng(6)
+    n = 50_000
+    edges = rng.integers(0, n, size=(2, 40_000))
+    ref = connected_components(edges, n, backend="scipy")
+    got = connected_components(torch.from_numpy(edges).cuda(), n, backend="cugraph")
     np.testing.assert_array_equal(got.cpu().numpy(), ref)
 
 
