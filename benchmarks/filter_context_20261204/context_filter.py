@@ -170,9 +170,69 @@ def evaluate(args) -> None:
         Path(args.json).write_text(json.dumps(out, indent=1) + "\n")
 
 
+@torch.no_grad()
+def downstream(args) -> None:
+    """The campaign's GNN (trained on the per-edge filter's graphs) on the graphs each filter keeps:
+    target-edge efficiency and edges per event after the filter and after the GNN's cut."""
+    torch.set_num_threads(args.threads)
+    base = load_model(args.base, "cpu").eval()
+    ctx = ContextFilter(load_model(args.base, "cpu"), args.hidden)
+    ctx.load_state_dict(load_checkpoint(args.model, "context filter")["state_dict"])
+    ctx.eval()
+    gnn = load_model(args.gnn, "cpu").eval()
+    variants = [("filter, its stored cut", base, float(base.score_cut))]
+    variants += [(f"context filter, cut {c:g}", ctx, c) for c in args.cuts]
+    totals = {
+        name: {"truth": 0, "filter_found": 0, "filter_edges": 0, "gnn_found": 0, "gnn_edges": 0}
+        for name, _, _ in variants
+    }
+    n_events = 0
+    for shard in args.shards:
+        split, num = shard.split("/")
+        ev_file = args.campaign / "events" / split / f"{num}.h5"
+        gr_file = args.campaign / "graphs" / split / f"{num}.h5"
+        f_items = load_items([ev_file], [gr_file], base.node_features, base.feature_scales, LossConfig())
+        g_items = load_items([ev_file], [gr_file], gnn.node_features, gnn.feature_scales, LossConfig())
+        truths = [len(truth_target_edges(ev)[0]) for ev in iter_events(ev_file, tables=("hits", "particles"))]
+        for fi, gi, n_truth in zip(f_items, g_items, truths):
+            n_events += 1
+            yt = fi.y_target.numpy().astype(bool)
+            for name, net, cut in variants:
+                keep = torch.sigmoid(net(fi.x, fi.edge_index)) >= cut
+                ei = gi.edge_index[:, keep]
+                g = torch.sigmoid(gnn(gi.x, ei)) > args.gnn_cut
+                t = totals[name]
+                t["truth"] += n_truth
+                t["filter_edges"] += int(keep.sum())
+                t["filter_found"] += int(yt[keep.numpy()].sum())
+                t["gnn_edges"] += int(g.sum())
+                t["gnn_found"] += int(yt[keep.numpy()][g.numpy()].sum())
+            print(
+                f"{shard} event {n_events}: "
+                + ", ".join(f"{k}: {v['gnn_found']}/{v['truth']}" for k, v in totals.items()),
+                flush=True,
+            )
+    rows = []
+    for name, t in totals.items():
+        row = {
+            "variant": name,
+            "events": n_events,
+            "filter_edges_per_event": t["filter_edges"] / n_events,
+            "filter_efficiency": t["filter_found"] / t["truth"],
+            "gnn_edges_per_event": t["gnn_edges"] / n_events,
+            "gnn_efficiency": t["gnn_found"] / t["truth"],
+        }
+        rows.append(row)
+        print(f"{name:32s} filter {row['filter_efficiency']:.4f} at {row['filter_edges_per_event']:.0f}; "
+              f"GNN > {args.gnn_cut:g}: {row['gnn_efficiency']:.4f} at {row['gnn_edges_per_event']:.0f} edges/event")  # fmt: skip
+    if args.json:
+        out = {"gnn": str(args.gnn), "gnn_cut": args.gnn_cut, "shards": args.shards, "rows": rows}
+        Path(args.json).write_text(json.dumps(out, indent=1) + "\n")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("mode", choices=("train", "evaluate"))
+    ap.add_argument("mode", choices=("train", "evaluate", "downstream"))
     ap.add_argument("--campaign", type=Path, required=True)
     ap.add_argument("--base", required=True, help="the trained filter the context filter starts from")
     ap.add_argument("--hidden", type=int, default=64)
@@ -185,10 +245,16 @@ def main() -> None:
     ap.add_argument("--model", help="evaluate: the trained context filter")
     ap.add_argument("--shard", default="test/5")
     ap.add_argument("--budgets", type=float, nargs="+", default=[120_000, 150_000, 172_000, 200_000])
+    ap.add_argument("--gnn", help="downstream: the GNN applied after each filter")
+    ap.add_argument("--gnn-cut", type=float, default=0.15, help="downstream: the GNN's edge cut")
+    ap.add_argument(
+        "--cuts", type=float, nargs="+", default=[0.0004437], help="downstream: context filter cuts"
+    )
+    ap.add_argument("--shards", nargs="+", default=["test/5", "test/6"], help="downstream: test shards")
     ap.add_argument("--json")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s")
-    train(args) if args.mode == "train" else evaluate(args)
+    {"train": train, "evaluate": evaluate, "downstream": downstream}[args.mode](args)
 
 
 if __name__ == "__main__":
