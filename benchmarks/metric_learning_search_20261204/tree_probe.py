@@ -30,7 +30,7 @@ from scipy.spatial import cKDTree
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench_neighbours import embedded_points  # noqa: E402
 
-from gnntrack.graph_construction.neighbours import _principal_frame  # noqa: E402
+from gnntrack.graph_construction.neighbours import _principal_axes  # noqa: E402
 
 
 def main() -> None:
@@ -56,7 +56,8 @@ def main() -> None:
     rows = []
     for ev, pts in enumerate(embedded_points(args.model, args.events, args.n_events, "cpu")):
         x = pts.double().numpy()
-        frames = {"original": x, "principal": _principal_frame(x)}
+        x64 = torch.from_numpy(x)
+        frames = {"original": x, "principal": (x64 @ _principal_axes(x64)).numpy()}
         found_ref = None
         for frame, balanced, leaf in settings:
             y = frames[frame]

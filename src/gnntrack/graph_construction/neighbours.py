@@ -269,27 +269,40 @@ def _candidates_faiss(
             yield i.to(device), torch.from_numpy(nbr.astype("int64")).to(device), False
 
 
-def _principal_frame(x: np.ndarray) -> np.ndarray:
-    """``x`` (float64) rotated onto its principal axes, the largest spread first.
+def _principal_axes(points: torch.Tensor) -> torch.Tensor:
+    """(D, D) float64 orthonormal principal axes of ``points`` as columns, the largest spread first."""
+    centred = points.double() - points.double().mean(0)
+    _, vecs = torch.linalg.eigh(centred.T @ centred)  # ascending eigenvalues
+    return vecs.flip(1)
 
-    A rotation keeps every distance (to ~1e-16, far inside ``TIE``), so the k-d tree finds the
-    same neighbours; but its splits are along the coordinate axes, and a trained embedding lies on
-    a sphere whose spread is concentrated along a few directions that are not coordinate axes
-    (on a <mu> = 200 event the 7 leading axes of 12 hold 97.5 % of the variance). In that frame the
+
+def _kdtree(points: torch.Tensor):
+    """(x, tree): ``points`` in float64 rotated onto their principal axes, and scipy's k-d tree
+    over them with this module's build settings (``_TREE``).
+
+    A rotation keeps every distance (to ~1e-16, far inside ``TIE``), so the tree finds the same
+    neighbours; but its splits are along the coordinate axes, and a trained embedding lies on a
+    sphere whose spread is concentrated along a few directions that are not coordinate axes (on a
+    <mu> = 200 event the 7 leading axes of 12 hold 97.5 % of the variance). In that frame the
     tree splits where the points spread and prunes more: with scipy's default tree the k_max + 2
     query took 0.80 against 1.11 s on 113 k points and 1.08 against 1.63 s on 140 k (r 0.155,
     k_max 48, two threads; benchmarks/metric_learning_search_20261204, tree_probe.json).
     """
-    centred = x - x.mean(0)
-    _, vecs = np.linalg.eigh(centred.T @ centred)  # ascending eigenvalues
-    return x @ vecs[:, ::-1]
-
-
-def _kdtree(x: np.ndarray):
-    """scipy's k-d tree over ``x`` with this module's build settings (``_TREE``)."""
     from scipy.spatial import cKDTree
 
-    return cKDTree(x, **_TREE)
+    x64 = points.detach().cpu().double()
+    x = (x64 @ _principal_axes(x64)).numpy()
+    return x, cKDTree(x, **_TREE)
+
+
+def _ball_pairs(
+    tree, xq: np.ndarray, ids: np.ndarray, r: float, workers: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(i, j) int64: every point j of ``tree`` within ``r`` of each query ``xq`` (ids ``ids``)."""
+    balls = tree.query_ball_point(xq, r, workers=workers, return_sorted=False)
+    counts = np.fromiter((len(b) for b in balls), dtype=np.int64, count=len(balls))
+    j = np.fromiter((v for b in balls for v in b), dtype=np.int64, count=int(counts.sum()))
+    return np.repeat(ids.astype(np.int64), counts), j
 
 
 def _candidates_kdtree(points: torch.Tensor, r2: float, chunk_size: int, k_max: int, exact_ties: bool = True):
@@ -303,9 +316,8 @@ def _candidates_kdtree(points: torch.Tensor, r2: float, chunk_size: int, k_max: 
     uses ``torch.get_num_threads()`` workers.
     """
     device = points.device
-    x = _principal_frame(points.detach().to(torch.float64).cpu().numpy())
+    x, tree = _kdtree(points)
     n = x.shape[0]
-    tree = _kdtree(x)
     r = math.sqrt(r2)
     workers = max(1, torch.get_num_threads())
     k = min(n, k_max + 2)
@@ -328,10 +340,7 @@ def _candidates_kdtree(points: torch.Tensor, r2: float, chunk_size: int, k_max: 
         yield _selected_pairs(s, complete[:, None] & found, nbr, device)
         todo = np.flatnonzero(~complete)
         if todo.size:
-            balls = tree.query_ball_point(xq[todo], r, workers=workers, return_sorted=False)
-            counts = np.fromiter((len(b) for b in balls), dtype=np.int64, count=len(balls))
-            j = np.fromiter((v for b in balls for v in b), dtype=np.int64, count=int(counts.sum()))
-            i = np.repeat(s + todo.astype(np.int64), counts)
+            i, j = _ball_pairs(tree, xq[todo], s + todo, r, workers)
             yield torch.from_numpy(i).to(device), torch.from_numpy(j).to(device), False
 
 
@@ -357,9 +366,8 @@ def _kdtree_graph(
     from concurrent.futures import ThreadPoolExecutor
 
     device = points.device
-    x = _principal_frame(points.detach().to(torch.float64).cpu().numpy())
+    x, tree = _kdtree(points)
     n = x.shape[0]
-    tree = _kdtree(x)
     order = tree.indices.astype(np.int64)  # queries in leaf order
     r = math.sqrt(r2_search)
     workers = max(1, torch.get_num_threads())
@@ -427,10 +435,7 @@ def _kdtree_graph(
         selector = _Selector(points, r2, k_max, chunk_size)
         xt = x[tied]
         for s in range(0, len(tied), rows):
-            balls = tree.query_ball_point(xt[s : s + rows], r, workers=workers, return_sorted=False)
-            counts = np.fromiter((len(b) for b in balls), dtype=np.int64, count=len(balls))
-            j = np.fromiter((v for b in balls for v in b), dtype=np.int64, count=int(counts.sum()))
-            i = np.repeat(tied[s : s + rows], counts)
+            i, j = _ball_pairs(tree, xt[s : s + rows], tied[s : s + rows], r, workers)
             selector.add(torch.from_numpy(i).to(device), torch.from_numpy(j).to(device))
         ti, tj = (t.cpu().numpy() for t in selector.result())
         counts = np.bincount(ti, minlength=n)
@@ -480,14 +485,9 @@ def _candidates_faiss_gpu(x, r2: float, device: torch.device) -> tuple[torch.Ten
 
 def _projection(points: torch.Tensor, dims: int) -> torch.Tensor:
     """Orthonormal projection onto the ``dims`` leading principal axes (distance non-increasing)."""
-    d = points.shape[1]
-    if dims >= d:
+    if dims >= points.shape[1]:
         return points
-    centred = points - points.mean(0)
-    cov = centred.T.double() @ centred.double()
-    _, vecs = torch.linalg.eigh(cov)  # ascending eigenvalues
-    axes = vecs[:, -dims:].flip(1).to(points.dtype)
-    return points @ axes
+    return points @ _principal_axes(points)[:, :dims].to(points.dtype)
 
 
 def _grid_cells(proj: torch.Tensor, r: float):
