@@ -33,11 +33,16 @@ def _track_sets(tracks) -> set[tuple[int, ...]]:
     return {tuple(sorted(t.hits[a:b].tolist())) for a, b in zip(t.offsets[:-1], t.offsets[1:])}
 
 
+def _clustered_points(seed: int) -> torch.Tensor:
+    """8000 points in 6 dimensions, 200 clusters of 40: tens of neighbours within r = 0.08."""
+    g = torch.Generator().manual_seed(seed)
+    centres = torch.rand(200, 6, generator=g)
+    return (centres.repeat_interleave(40, 0) + 0.03 * torch.randn(8000, 6, generator=g)).float()
+
+
 @pytest.mark.parametrize("backend", ["brute", "grid"])
 def test_radius_graph_on_cuda_equals_cpu(backend):
-    g = torch.Generator().manual_seed(3)
-    centres = torch.rand(200, 6, generator=g)
-    pts = (centres.repeat_interleave(40, 0) + 0.03 * torch.randn(8000, 6, generator=g)).float()
+    pts = _clustered_points(3)
     ref = radius_graph(pts, 0.08, 24, "brute")
     got = radius_graph(pts.cuda(), 0.08, 24, backend)
     assert got.is_cuda
@@ -45,35 +50,32 @@ def test_radius_graph_on_cuda_equals_cpu(backend):
     assert _edge_set(got) == _edge_set(ref)
 
 
-def test_connected_components_torch_cuda_equals_scipy():
+@pytest.mark.parametrize(
+    "backend",
+    [
+        "torch",
+        pytest.param(
+            "cugraph", marks=pytest.mark.skipif(not cugraph_available(), reason="needs cuGraph (RAPIDS)")
+        ),
+    ],
+)
+def test_connected_components_on_cuda_equals_scipy(backend):
     rng = np.random.default_rng(5)
     n = 50_000
     edges = rng.integers(0, n, size=(2, 40_000))
     ref = connected_components(edges, n, backend="scipy")
-    got = connected_components(torch.from_numpy(edges).cuda(), n, backend="torch")
+    got = connected_components(torch.from_numpy(edges).cuda(), n, backend=backend)
     np.testing.assert_array_equal(got.cpu().numpy(), ref)
 
 
 @pytest.mark.skipif(not HAS_FAISS_GPU, reason="needs faiss-gpu")
 def test_faiss_gpu_radius_graph_equals_cpu():
     """faiss-gpu (k-NN with escalating k, then the exact selection) gives brute force's edges."""
-    g = torch.Generator().manual_seed(4)
-    centres = torch.rand(200, 6, generator=g)
-    pts = (centres.repeat_interleave(40, 0) + 0.03 * torch.randn(8000, 6, generator=g)).float()
+    pts = _clustered_points(4)
     ref = radius_graph(pts, 0.08, 24, "brute")
     got = radius_graph(pts.cuda(), 0.08, 24, "faiss")
     assert got.is_cuda and ref.shape[1] > 10_000
     assert torch.equal(got.cpu(), ref)
-
-
-@pytest.mark.skipif(not cugraph_available(), reason="needs cuGraph (RAPIDS)")
-def test_connected_components_cugraph_equals_scipy():
-    rng = np.random.default_rng(6)
-    n = 50_000
-    edges = rng.integers(0, n, size=(2, 40_000))
-    ref = connected_components(edges, n, backend="scipy")
-    got = connected_components(torch.from_numpy(edges).cuda(), n, backend="cugraph")
-    np.testing.assert_array_equal(got.cpu().numpy(), ref)
 
 
 @pytest.fixture(scope="module")
