@@ -78,6 +78,13 @@ def _count(truth: np.ndarray, n_hits: int, edge_index: np.ndarray, **extra) -> d
     return {"edges": int(edge_index.shape[1]), "truth": len(truth), "found": found, **extra}
 
 
+def budget_cut(scores: np.ndarray, edges_per_event: float, n_events: int) -> float:
+    """The one cut (keep score >= cut) over the ``scores`` of ``n_events`` events that keeps
+    ``edges_per_event`` edges per event on average (ties at the cut are all kept)."""
+    k = min(len(scores), max(1, round(edges_per_event * n_events)))
+    return float(np.partition(scores, len(scores) - k)[len(scores) - k])
+
+
 def _val_cuts(stage: EdgeClassifier, events, graphs, efficiencies) -> dict[float, float]:
     """The cut keeping each fraction of the validation graphs' target edges (``run_train_filter``'s
     ``target_efficiency`` rule)."""
@@ -215,8 +222,7 @@ def main() -> None:
     if scored:
         all_scores = np.concatenate([sc for sc, _, _ in scored])
         for budget in args.edge_budgets:
-            k = min(len(all_scores), max(1, round(budget * len(scored))))
-            cut = float(np.partition(all_scores, len(all_scores) - k)[len(all_scores) - k])
+            cut = budget_cut(all_scores, budget, len(scored))
             budget_cuts[budget] = cut
             per[f"doublets + filter, {budget:.0f} edges/event (cut {cut:.4g})"] = [
                 {"edges": int((sc >= cut).sum()), "truth": n_truth, "found": int((in_t & (sc >= cut)).sum())}

@@ -134,7 +134,7 @@ def run_event(pipe: Pipeline, path: Path, key: str, columns: dict, trim: bool = 
     return {
         "n_hits": int(res.n_hits),
         "edges_built": int(res.n_edges["build_edges"]),
-        "edges_gnn": int(res.n_edges.get("filtering", res.n_edges["build_edges"])),
+        "edges_gnn": int(res.n_edges["filtering"]),
         "edges_above_cut": int(res.n_edges["gnn"]),
         "n_tracks": len(res.tracks),
         "wall_s": res.timing,
@@ -186,7 +186,7 @@ def fits(records: list[dict]) -> dict:
         "peak_rss_bytes": loglog_slope(x, [r["peak_rss_bytes"] for r in records]),
         "edges_built": loglog_slope(x, [r["edges_built"] for r in records]),
         "edges_above_cut": loglog_slope(x, [r["edges_above_cut"] for r in records]),
-        "edges_gnn": loglog_slope(x, [r.get("edges_gnn", r["edges_built"]) for r in records]),
+        "edges_gnn": loglog_slope(x, [r["edges_gnn"] for r in records]),
         "stage_wall_s": {s: loglog_slope(x, [r["wall_s"].get(s, 0.0) for r in records]) for s in stages},
         "stage_cpu_s": {s: loglog_slope(x, [r["cpu_stage_s"].get(s, 0.0) for r in records]) for s in stages},
     }

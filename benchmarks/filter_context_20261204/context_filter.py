@@ -35,6 +35,7 @@ import argparse
 import glob
 import json
 import logging
+import sys
 import time
 from pathlib import Path
 
@@ -42,18 +43,21 @@ import numpy as np
 import torch
 from torch import nn
 
-from gnntrack.config import from_dict
-from gnntrack.edge_classification.data import load_items
-from gnntrack.edge_classification.regions import RegionConfig
-from gnntrack.edge_classification.task import EdgeClassifierTask
-from gnntrack.io.event_store import iter_events
-from gnntrack.metrics import truth_target_edges
-from gnntrack.models import load_model
-from gnntrack.models.losses import LossConfig
-from gnntrack.models.mlp import PairMLP, make_mlp
-from gnntrack.models.registry import load_checkpoint, register_model
-from gnntrack.training.config import TrainConfig
-from gnntrack.training.loop import fit
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench_edge_filter import budget_cut  # noqa: E402
+
+from gnntrack.config import from_dict  # noqa: E402
+from gnntrack.edge_classification.data import load_items  # noqa: E402
+from gnntrack.edge_classification.regions import RegionConfig  # noqa: E402
+from gnntrack.edge_classification.task import EdgeClassifierTask  # noqa: E402
+from gnntrack.io.event_store import iter_events  # noqa: E402
+from gnntrack.metrics import truth_target_edges  # noqa: E402
+from gnntrack.models import load_model  # noqa: E402
+from gnntrack.models.losses import LossConfig  # noqa: E402
+from gnntrack.models.mlp import PairMLP, make_mlp  # noqa: E402
+from gnntrack.models.registry import load_checkpoint, register_model  # noqa: E402
+from gnntrack.training.config import TrainConfig  # noqa: E402
+from gnntrack.training.loop import fit  # noqa: E402
 
 
 class ContextFilter(nn.Module):
@@ -152,8 +156,7 @@ def evaluate(args) -> None:
     for name, s in scores.items():
         allsc = np.concatenate(s)
         for budget in args.budgets:
-            k = int(round(budget * len(items)))
-            cut = float(np.partition(allsc, len(allsc) - k)[len(allsc) - k])
+            cut = budget_cut(allsc, budget, len(items))
             found = sum(int((sc >= cut)[y].sum()) for sc, y in zip(s, yt))
             kept = sum(int((sc >= cut).sum()) for sc in s)
             rows.append({"model": name, "budget": budget, "cut": cut, "edges_per_event": kept / len(items),
