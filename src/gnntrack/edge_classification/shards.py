@@ -73,17 +73,32 @@ def train_edge_classifier(
 
 def init_weights(model: nn.Module, path: str | Path) -> None:
     """Start ``model`` from the weights (and input standardisation) of the model file ``path``,
-    which must be of the same class and shape (read with the safe model-file loader)."""
+    which must be of the same class and shape (read with the safe model-file loader). Modules the
+    model names in ``init_optional`` (a filter's context MLPs) may be absent from the file: they
+    keep their initialisation (a per-edge filter starting a filter with context)."""
     trained = load_model(path, "cpu")
     if type(trained) is not type(model):
         raise InputError(
             f"init_from is a {type(trained).__name__}, not a {type(model).__name__}", file=path, field="class"
         )
+    optional = tuple(getattr(model, "init_optional", ()))
     try:
-        model.load_state_dict(trained.state_dict())
+        result = model.load_state_dict(trained.state_dict(), strict=False)
     except RuntimeError as exc:
         raise InputError(f"init_from does not fit the configured model ({exc})", file=path) from None
-    log.info("initialised from %s", path)
+    missing = [k for k in result.missing_keys if k.split(".")[0] not in optional]
+    if missing or result.unexpected_keys:
+        raise InputError(
+            f"init_from does not fit the configured model (missing {missing}, unexpected"
+            f" {result.unexpected_keys})",
+            file=path,
+            field="state_dict",
+        )
+    log.info(
+        "initialised from %s%s",
+        path,
+        f" ({', '.join(optional)} not in it: new)" if result.missing_keys else "",
+    )
 
 
 def as_model(model: nn.Module | str | Path, device: torch.device) -> nn.Module:

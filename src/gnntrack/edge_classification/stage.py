@@ -16,8 +16,11 @@ class EdgeClassifier:
     timer_stage: the pipeline timing row this stage is charged to (``filtering``, ``gnn``).
     runner: how the model is called (``inference.runtime.ModelRunner``: eager, TorchScript,
         ONNX, compile, autocast); None = the model itself in fp32.
-    chunk_size: edges scored per call (a per-edge model such as the filter); None = all at once
-        (the GNN, whose edges interact).
+    chunk_size: edges scored per call (the filter); None = all at once (the GNN, whose edges
+        interact). A filter with context (``FilterModel.context``) needs every edge of the event
+        at once: above ``chunk_size`` edges it is scored in two passes over chunks
+        (``FilterModel.chunked_logits``), eagerly in fp32 whatever the runner; at or below, by the
+        runner in one call.
     Hits without an edge never reach an edge score (message passing runs along edges and every
     node update is row-wise), so the model runs on the hits the graph touches only: exact, and
     much cheaper on sparse graphs (module map: most hits isolated).
@@ -54,6 +57,8 @@ class EdgeClassifier:
         n, chunk = edge_index.shape[1], self.chunk_size
         if chunk is None or n <= chunk:
             return torch.sigmoid(self.runner(x, edge_index).float())
+        if getattr(self.model, "context", False):
+            return torch.sigmoid(self.model.chunked_logits(x, edge_index, chunk).float())
         out = torch.empty(n, device=ev.device)
         for s in range(0, n, chunk):
             out[s : s + chunk] = torch.sigmoid(self.runner(x, edge_index[:, s : s + chunk]).float())

@@ -14,10 +14,13 @@ from .data import GraphItem
 
 
 def edge_logits(model: nn.Module, x: torch.Tensor, edge_index: torch.Tensor, chunk_size: int | None = None):
-    """Logits of all edges; a per-edge model (the filter) may score them ``chunk_size`` at a time."""
+    """Logits of all edges; the filter may score them ``chunk_size`` at a time (a filter with
+    context in two passes: ``FilterModel.chunked_logits``)."""
     n = edge_index.shape[1]
     if chunk_size is None or n <= chunk_size:
         return model(x, edge_index)
+    if getattr(model, "context", False):
+        return model.chunked_logits(x, edge_index, chunk_size)
     return torch.cat([model(x, edge_index[:, i : i + chunk_size]) for i in range(0, n, chunk_size)])
 
 

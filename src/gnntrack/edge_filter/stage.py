@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -36,7 +37,9 @@ class FilterConfig(FilterModelConfig):
     loss: LossConfig = field(default_factory=LossConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     regions: RegionConfig = field(default_factory=RegionConfig)
-    max_edges_per_step: Count | None = 200_000  # random edge subset per training step
+    #: random edge subset per training step of the per-edge filter (a filter with context always
+    #: trains on whole regions: a hit's context sums all its edges)
+    max_edges_per_step: Count | None = 200_000
     #: apply_filter keeps edges with score >= cut; also the validation working point and inference's
     #: filter_cut, hence below 1. The cut is stored with the model (its working point).
     score_cut: ProperFraction = 0.1
@@ -47,8 +50,13 @@ class FilterConfig(FilterModelConfig):
     max_train_events: Count | None = None
     max_val_events: Count | None = None
     #: model file whose weights (and input standardisation) training starts from: fine-tuning,
-    #: e.g. before compression; it must have this section's model settings
+    #: e.g. before compression; it must have this section's model settings (a filter with
+    #: context may start from a per-edge filter of the same settings: its context is new)
     init_from: str | None = None
+    #: training of a filter with context (``context_hidden`` > 0), which starts from a trained
+    #: per-edge filter: ``init_from`` when set, else one trained first with ``train`` (random edge
+    #: subsets, ``<output>.per_edge``); then the whole filter trains on whole regions with this
+    context_train: TrainConfig = field(default_factory=TrainConfig)
     #: pruning / quantisation-aware training (``gnntrack.edge_classification.compression``)
     compression: CompressionConfig = field(default_factory=CompressionConfig)
 
@@ -66,10 +74,30 @@ def run_train_filter(
     cfg = cfg if isinstance(cfg, FilterConfig) else from_dict(FilterConfig, cfg, "filter")
     seed_everything(cfg.train.seed)
     model = FilterModel(cfg)
+    data = (train_events, train_graphs, val_events, val_graphs)
+    per_edge = None
+    if model.context:
+        # the per-edge filter the context round starts from, unless init_from gives one
+        if not cfg.init_from:
+            start = Path(output).with_name(Path(output).name + ".per_edge")
+            widths = {k: v for k, v in cfg.widths.items() if k.startswith("net.")}
+            phase1 = dataclasses.replace(
+                cfg, context_hidden=0, widths=widths, compression=CompressionConfig()
+            )
+            log.info("filter with context: training the per-edge filter it starts from -> %s", start)
+            per_edge = train_edge_classifier(
+                FilterModel(phase1), phase1, *data, start, device,
+                max_edges_per_step=cfg.max_edges_per_step, eval_chunk_size=cfg.chunk_size,
+            )  # fmt: skip
+            cfg = dataclasses.replace(cfg, init_from=str(start))
+        cfg = dataclasses.replace(cfg, train=cfg.context_train)
+        seed_everything(cfg.train.seed)
     summary = train_edge_classifier(
-        model, cfg, train_events, train_graphs, val_events, val_graphs, output, device,
-        max_edges_per_step=cfg.max_edges_per_step, eval_chunk_size=cfg.chunk_size,
+        model, cfg, *data, output, device,
+        max_edges_per_step=None if model.context else cfg.max_edges_per_step, eval_chunk_size=cfg.chunk_size,
     )  # fmt: skip
+    if per_edge is not None:
+        summary["per_edge"] = {k: v for k, v in per_edge.items() if k != "history"}
     if not is_main():
         return summary  # data-parallel training: rank 0 chooses and stores the working point
     dev = resolve_device(device)

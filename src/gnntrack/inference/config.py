@@ -39,7 +39,10 @@ class InferenceConfig:
     filter: run the edge filter when a filter model is given; edges with score >= filter_cut pass
         (the ``apply_filter`` stage's rule); None = the cut stored with the filter model (its
         working point, as ``apply_filter`` uses it), 0.1 for a model without one.
-    filter_chunk: edges scored by the filter at once (bounds memory on ⟨μ⟩=200 graphs).
+    filter_chunk: edges scored by the filter at once (bounds memory on ⟨μ⟩=200 graphs). A filter
+        with context (``filter.context_hidden``) scores an event of more edges in two passes over
+        chunks (``FilterModel.chunked_logits``), eagerly in fp32 (or int8) whatever ``runtime``
+        and ``amp`` say; an event within one chunk goes through the runtime in one call.
     amp: autocast of the filter and GNN: none | bf16 | fp16 (fp16 only on GPU); the embedding
         always runs in fp32 (reduced precision moves points across r_max).
     runtime: eager | torchscript | onnx | compile (see ``inference.runtime``).

@@ -139,13 +139,15 @@ def _rebuilt(model: nn.Module, config: dict, state: dict) -> nn.Module:
 
 def hidden_blocks(model: nn.Module) -> list[tuple[str, int, int]]:
     """(MLP name, position of the block's Linear, position of the next Linear) of every hidden
-    block whose width the model's ``widths`` config can set (all but each MLP's output Linear)."""
+    block whose width the model's ``widths`` config can set (all but each MLP's output Linear), less
+    the model's ``fixed_blocks`` (a context filter's edge latent, which its context MLPs read)."""
+    fixed = set(getattr(model, "fixed_blocks", ()))  # widths other networks read (a context filter)
     out = []
     for name, m in model.named_modules():
         if not isinstance(m, nn.Sequential):
             continue
         pos = [i for i, layer in enumerate(m) if isinstance(layer, nn.Linear)]
-        out += [(name, a, b) for a, b in zip(pos[:-1], pos[1:])]
+        out += [(name, a, b) for a, b in zip(pos[:-1], pos[1:]) if f"{name}.{a}" not in fixed]
     return out
 
 
@@ -193,7 +195,9 @@ def prune_units(model: nn.Module, fraction: float, original_width: int | None = 
         state[f"{prefix}{b}.weight"] = state[f"{prefix}{b}.weight"][:, keep]
         widths[f"{mlp_name}.{a}"] = keep_n
     hidden = config.get("hidden")
-    config["widths"] = {k: w for k, w in widths.items() if w != hidden}  # only where it differs
+    defaults = getattr(model, "block_defaults", {})  # MLP name -> its blocks' unpruned width
+    # only where it differs from what the config builds without it
+    config["widths"] = {k: w for k, w in widths.items() if w != defaults.get(k.rsplit(".", 1)[0], hidden)}
     return _rebuilt(model, config, state)
 
 
@@ -372,8 +376,11 @@ class QuantPairMLP(nn.Module):
 
 
 def _pair_node_widths(model: nn.Module) -> dict[str, int]:
-    """Width of the node states each ``PairMLP`` of an interaction GNN pairs (by module name)."""
+    """Width of the node states each ``PairMLP`` of an edge classifier pairs (by module name): an
+    interaction GNN's encoder, decoder and message networks, a context filter's ``edge_net``."""
     cfg = getattr(model, "config", {})
+    if "context_hidden" in cfg:  # FilterModel
+        return {"edge_net": int(cfg["context_hidden"])} if cfg["context_hidden"] else {}
     hidden = int(cfg.get("hidden", 0))
     c = 2 if cfg.get("concat_inputs") else 1
     out = {"edge_encoder": hidden}
