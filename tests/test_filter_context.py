@@ -35,14 +35,22 @@ def _graph(n_nodes=60, n_edges=700, seed=0):
     return x, torch.randint(0, n_nodes, (2, n_edges), generator=g)
 
 
-def _trained_context_filter(seed=1) -> FilterModel:
+def _trained_context_filter(seed=1, **settings) -> FilterModel:
     """A context filter whose correction is not zero (as after training)."""
     torch.manual_seed(seed)
-    model = FilterModel(**CONTEXT).eval()
+    model = FilterModel(**{**CONTEXT, **settings}).eval()
     with torch.no_grad():
         model.edge_net[-1].weight.normal_(0, 0.5)
         model.edge_net[-1].bias.fill_(0.3)
     return model
+
+
+def _median_score() -> float:
+    """The median per-edge score of ``_trained_context_filter()`` on ``_graph()``: a
+    ``context_min_score`` that leaves half of the edges out of the context round."""
+    x, ei = _graph()
+    with torch.no_grad():
+        return float(torch.sigmoid(_trained_context_filter().edge_pass(x, ei)[1]).median())
 
 
 def test_context_filter_starts_from_the_per_edge_filter(tmp_path):
@@ -74,12 +82,13 @@ def test_context_uses_the_neighbourhood_and_a_per_edge_filter_does_not():
         assert float((ctx(x, ei)[: half.shape[1]] - ctx(x, half)).abs().max()) > 1e-3
 
 
+@pytest.mark.parametrize("precut", [False, True])
 @pytest.mark.parametrize("chunk", [1, 97, 350, 699, 700, 5000])
-def test_chunked_scoring_equals_whole_event(chunk):
+def test_chunked_scoring_equals_whole_event(chunk, precut):
     """Two passes over chunks give the whole-event logits (to float summation order), through
     the model, the training loop's ``edge_logits`` and the pipeline's ``EdgeClassifier`` stage."""
     x, ei = _graph()
-    model = _trained_context_filter()
+    model = _trained_context_filter(context_min_score=_median_score() if precut else 0.0)
     with torch.no_grad():
         whole = model(x, ei)
         torch.testing.assert_close(model.chunked_logits(x, ei, chunk), whole, rtol=0, atol=2e-5)
@@ -88,6 +97,23 @@ def test_chunked_scoring_equals_whole_event(chunk):
     ev.set_graph(ei)
     scores = EdgeClassifier("filter", model, cut=0.5, chunk_size=chunk).scores(ev)
     torch.testing.assert_close(scores, torch.sigmoid(whole), rtol=0, atol=1e-5)
+
+
+def test_context_min_score_leaves_rejected_edges_alone():
+    """Edges whose per-edge score is below ``context_min_score`` keep the per-edge logit; the
+    others get the correction of a context round run on them alone."""
+    x, ei = _graph()
+    q = _median_score()
+    model = _trained_context_filter(context_min_score=q)
+    every = _trained_context_filter()  # same weights, every edge in the context round
+    with torch.no_grad():
+        per_edge = model.edge_pass(x, ei)[1]
+        out = model(x, ei)
+        low = torch.sigmoid(per_edge) < q
+        assert 0.4 < float(low.float().mean()) < 0.6
+        torch.testing.assert_close(out[low], per_edge[low], rtol=0, atol=0)
+        torch.testing.assert_close(out[~low], every(x, ei[:, ~low]), rtol=0, atol=1e-5)
+        assert float((out[~low] - every(x, ei)[~low]).abs().max()) > 1e-3  # the left-out edges matter
 
 
 def test_chunked_scoring_of_an_empty_graph():
@@ -124,7 +150,7 @@ def test_init_from_a_context_filter_into_a_per_edge_filter_is_an_input_error(tmp
 def test_export_matches_pytorch(tmp_path):
     ef, gf = write_shard(tmp_path, "sample", [5])
     torch.manual_seed(0)
-    save_model(_trained_context_filter(), tmp_path / "filter.pt")
+    save_model(_trained_context_filter(context_min_score=_median_score()), tmp_path / "filter.pt")
     report = run_export({"filter": tmp_path / "filter.pt"}, tmp_path / "export", ef, gf)
     entry = report["models"]["filter"]
     assert entry["passed"], entry

@@ -11,14 +11,17 @@ MLP turns the two sums into a context vector, and a pair MLP on (context of the 
 context of the target hit, edge latent) gives a correction added to the logit. The correction's
 last layer starts at zero, so a context filter initialised from a trained per-edge filter
 (``filter.init_from``) starts from that filter's scores exactly. The context needs every edge
-around a hit, so it is trained on whole regions (``filter.max_edges_per_step: null``) and scored in
-two passes over chunks of edges (``chunked_logits``): latents, logits and per-hit sums of all
-chunks first, then the correction chunk by chunk; the edge latents (E x the last hidden width)
-are kept between the passes.
+around a hit, so it is trained on whole regions and scored in two passes over chunks of edges
+(``chunked_logits``): latents, logits and per-hit sums of all chunks first, then the correction
+chunk by chunk; the edge latents (E x the last hidden width) are kept between the passes.
+``context_min_score`` leaves the edges the per-edge MLP already rejects out of the context round
+(no correction, no part in the sums, their latents not kept): on ⟨μ⟩ = 200 metric-learning graphs
+about half of the edges score below 1e-4.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -49,6 +52,9 @@ class FilterModelConfig(EdgeClassifierConfig):
     context_hidden: NonNegativeInt = 0
     #: hidden blocks of each of the two context MLPs
     context_layers: Count = 2
+    #: edges whose per-edge score is below this take no part in the context round: they add
+    #: nothing to their hits' sums and keep their per-edge logit (no correction); 0 = every edge
+    context_min_score: ProperFraction = 0.0
 
 
 class FilterModel(EdgeClassifier):
@@ -93,6 +99,9 @@ class FilterModel(EdgeClassifier):
                     n_in, ch, n_out, cfg.context_layers, cfg.activation, cfg.layer_norm, cfg.dropout, widths=w
                 )
 
+            q = cfg.context_min_score
+            #: per-edge logit below which an edge skips the context round (None: no edge does)
+            self.context_min_logit = math.log(q / (1.0 - q)) if q > 0 else None
             self.node_net = context_mlp("node_net", 2 * lat, ch)
             self.edge_net = PairMLP(*context_mlp("edge_net", 2 * ch + lat, 1))
             nn.init.zeros_(self.edge_net[-1].weight)
@@ -123,12 +132,24 @@ class FilterModel(EdgeClassifier):
         """The logit correction (E,) from the hits' context vectors (N, C) and the edge latents."""
         return self.edge_net.pairs(node_context, edge_index[0], edge_index[1], latent).squeeze(-1)
 
+    def context_edges(self, logit: torch.Tensor) -> torch.Tensor | None:
+        """Positions of the edges that take part in the context round (per-edge logit at or above
+        ``context_min_logit``); None when every edge does."""
+        if self.context_min_logit is None:
+            return None
+        return torch.nonzero(logit >= self.context_min_logit).squeeze(1)
+
     def forward(self, x: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:
         latent, logit = self.edge_pass(x, edge_index)
         if not self.context:
             return logit
-        node_context = self.node_net(self.weighted_sums(x, edge_index, latent, logit))
-        return logit + self.correction(node_context, edge_index, latent)
+        sel = self.context_edges(logit)
+        if sel is None:
+            node_context = self.node_net(self.weighted_sums(x, edge_index, latent, logit))
+            return logit + self.correction(node_context, edge_index, latent)
+        ei, latent = edge_index.index_select(1, sel), latent.index_select(0, sel)
+        node_context = self.node_net(self.weighted_sums(x, ei, latent, logit.index_select(0, sel)))
+        return logit.scatter_add(0, sel, self.correction(node_context, ei, latent))
 
     def chunked_logits(self, x: torch.Tensor, edge_index: torch.Tensor, chunk_size: int) -> torch.Tensor:
         """The logits of ``forward(x, edge_index)`` computed ``chunk_size`` edges at a time (same
@@ -136,25 +157,26 @@ class FilterModel(EdgeClassifier):
         filter (module docstring)."""
         n = edge_index.shape[1]
         spans = [(s, min(s + chunk_size, n)) for s in range(0, n, chunk_size)]
-        if not self.context:
-            return (
-                torch.cat([self.edge_pass(x, edge_index[:, a:b])[1] for a, b in spans])
-                if spans
-                else x.new_zeros(0)
-            )
-        latents, logits, sums = [], [], None
-        for a, b in spans:
-            latent, logit = self.edge_pass(x, edge_index[:, a:b])
-            part = self.weighted_sums(x, edge_index[:, a:b], latent, logit)
-            sums = part if sums is None else sums + part
-            latents.append(latent)
-            logits.append(logit)
-        if sums is None:
+        if not spans:
             return x.new_zeros(0)
+        if not self.context:
+            return torch.cat([self.edge_pass(x, edge_index[:, a:b])[1] for a, b in spans])
+        # pass 1: per chunk, the logits, and the edges of the context round with their latents
+        logits, parts, sums = [], [], None
+        for a, b in spans:
+            ei = edge_index[:, a:b]
+            latent, logit = self.edge_pass(x, ei)
+            sel = self.context_edges(logit)
+            if sel is not None:
+                ei, latent = ei.index_select(1, sel), latent.index_select(0, sel)
+            part = self.weighted_sums(x, ei, latent, logit if sel is None else logit.index_select(0, sel))
+            sums = part if sums is None else sums + part
+            logits.append(logit)
+            parts.append((sel, ei, latent))
         node_context = self.node_net(sums)
-        return torch.cat(
-            [
-                lg + self.correction(node_context, edge_index[:, a:b], lat)
-                for (a, b), lat, lg in zip(spans, latents, logits)
-            ]
-        )
+        # pass 2: the corrections
+        out = []
+        for logit, (sel, ei, latent) in zip(logits, parts):
+            corr = self.correction(node_context, ei, latent)
+            out.append(logit + corr if sel is None else logit.scatter_add(0, sel, corr))
+        return torch.cat(out)
