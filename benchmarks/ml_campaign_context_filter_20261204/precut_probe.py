@@ -15,7 +15,7 @@ from gnntrack.models.losses import LossConfig
 
 torch.set_num_threads(2)
 m = load_model(
-    "benchmarks/ml_campaign_context_filter_20261204/models/filter_context_mu200.pt"
+    "benchmarks/ml_campaign_context_filter_20261204/models/filter_context_q0_mu200.pt"
 )  # this campaign's
 cut = m.score_cut
 items = load_items(
