@@ -1,4 +1,4 @@
-"""Mean stage times of a tracks file written by ``gnntrack infer`` (its ``timing`` group), as JSON.
+"""Mean stage times of a tracks file written by ``gnntrack infer`` (``read_timing``), as JSON.
 
 python chain_timing.py TRACKS.h5 OUT.json LABEL
 """
@@ -8,22 +8,21 @@ from __future__ import annotations
 import json
 import sys
 
-import h5py
 import numpy as np
+
+from gnntrack.io.track_store import read_timing
 
 
 def main() -> None:
     path, out, label = sys.argv[1:4]
+    timing = read_timing(path)
     per: dict[str, list[float]] = {}
-    with h5py.File(path, "r") as f:
-        keys = list(f["timing"])
-        for key in keys:
-            for stage, v in f["timing"][key].attrs.items():
-                if isinstance(v, (float, np.floating)):
-                    per.setdefault(stage, []).append(float(v))
+    for stages in timing.values():
+        for stage, seconds in stages.items():
+            per.setdefault(stage, []).append(float(seconds))
     mean = {k: round(float(np.mean(v)), 4) for k, v in per.items()}
     with open(out, "w") as fh:
-        json.dump({"label": label, "events": len(keys), "mean_s": mean, "per_event": per}, fh, indent=1)
+        json.dump({"label": label, "events": len(timing), "mean_s": mean, "per_event": per}, fh, indent=1)
     print(label, json.dumps(mean))
 
 

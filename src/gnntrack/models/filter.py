@@ -139,17 +139,25 @@ class FilterModel(EdgeClassifier):
             return None
         return torch.nonzero(logit >= self.context_min_logit).squeeze(1)
 
+    def round_edges(self, edge_index: torch.Tensor, latent: torch.Tensor, logit: torch.Tensor) -> tuple:
+        """(positions or None, edge_index, latents, logits) of the edges in the context round."""
+        sel = self.context_edges(logit)
+        if sel is None:
+            return None, edge_index, latent, logit
+        return sel, edge_index.index_select(1, sel), latent.index_select(0, sel), logit.index_select(0, sel)
+
+    @staticmethod
+    def corrected(logit: torch.Tensor, sel: torch.Tensor | None, correction: torch.Tensor) -> torch.Tensor:
+        """``logit`` plus the corrections of the context round's edges (``sel``; None: all)."""
+        return logit + correction if sel is None else logit.scatter_add(0, sel, correction)
+
     def forward(self, x: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:
         latent, logit = self.edge_pass(x, edge_index)
         if not self.context:
             return logit
-        sel = self.context_edges(logit)
-        if sel is None:
-            node_context = self.node_net(self.weighted_sums(x, edge_index, latent, logit))
-            return logit + self.correction(node_context, edge_index, latent)
-        ei, latent = edge_index.index_select(1, sel), latent.index_select(0, sel)
-        node_context = self.node_net(self.weighted_sums(x, ei, latent, logit.index_select(0, sel)))
-        return logit.scatter_add(0, sel, self.correction(node_context, ei, latent))
+        sel, ei, lat, lg = self.round_edges(edge_index, latent, logit)
+        node_context = self.node_net(self.weighted_sums(x, ei, lat, lg))
+        return self.corrected(logit, sel, self.correction(node_context, ei, lat))
 
     def chunked_logits(self, x: torch.Tensor, edge_index: torch.Tensor, chunk_size: int) -> torch.Tensor:
         """The logits of ``forward(x, edge_index)`` computed ``chunk_size`` edges at a time (same
@@ -162,21 +170,19 @@ class FilterModel(EdgeClassifier):
         if not self.context:
             return torch.cat([self.edge_pass(x, edge_index[:, a:b])[1] for a, b in spans])
         # pass 1: per chunk, the logits, and the edges of the context round with their latents
-        logits, parts, sums = [], [], None
+        logits, rounds, sums = [], [], None
         for a, b in spans:
-            ei = edge_index[:, a:b]
-            latent, logit = self.edge_pass(x, ei)
-            sel = self.context_edges(logit)
-            if sel is not None:
-                ei, latent = ei.index_select(1, sel), latent.index_select(0, sel)
-            part = self.weighted_sums(x, ei, latent, logit if sel is None else logit.index_select(0, sel))
+            latent, logit = self.edge_pass(x, edge_index[:, a:b])
+            sel, ei, lat, lg = self.round_edges(edge_index[:, a:b], latent, logit)
+            part = self.weighted_sums(x, ei, lat, lg)
             sums = part if sums is None else sums + part
             logits.append(logit)
-            parts.append((sel, ei, latent))
+            rounds.append((sel, ei, lat))
         node_context = self.node_net(sums)
         # pass 2: the corrections
-        out = []
-        for logit, (sel, ei, latent) in zip(logits, parts):
-            corr = self.correction(node_context, ei, latent)
-            out.append(logit + corr if sel is None else logit.scatter_add(0, sel, corr))
-        return torch.cat(out)
+        return torch.cat(
+            [
+                self.corrected(logit, sel, self.correction(node_context, ei, lat))
+                for logit, (sel, ei, lat) in zip(logits, rounds)
+            ]
+        )
