@@ -129,18 +129,25 @@ def test_kdtree_many_chunks_ties_and_float64_match_brute():
 
 
 def test_kdtree_anisotropic_points_in_several_blocks_match_brute():
-    """The tree is built in the points' principal frame (a rotation) and queried in blocks, the
-    next block searched on a thread while this one is selected: points spread along a few oblique
-    directions of 12 (like a trained embedding), more of them than one block holds, give brute
-    force's edges in its order; so do duplicated points (ties at distance 0)."""
+    """The tree is built in the points' principal frame (a rotation) and queried in blocks, each
+    queried and selected by one of the torch threads: points spread along a few oblique directions
+    of 12 (like a trained embedding), more of them than one block holds, give brute force's edges
+    in its order with one thread and with several (blocks finishing out of order); so do
+    duplicated points (ties at distance 0)."""
     g = torch.Generator().manual_seed(5)
     scale = torch.tensor([1.0, 0.8, 0.5, 0.3, 0.2, 0.1, 0.05, 0.02, 0.01, 0.01, 0.005, 0.005])
     rot, _ = torch.linalg.qr(torch.randn(12, 12, generator=g, dtype=torch.float64))
     flat = (_clustered(1100, 9, 12, 0.05, seed=3) * scale).double() @ rot.T
     pts = flat.float()
-    assert len(pts) > neighbours._PIPELINE_ROWS
+    assert len(pts) > 2 * neighbours._PIPELINE_ROWS
     pts = torch.cat([pts, pts[:50]])  # exact duplicates
-    for r, k_max in [(0.08, 6), (0.2, 40)]:
-        ref = radius_graph(pts, r, k_max, "brute")
-        assert ref.shape[1] > len(pts)
-        assert torch.equal(radius_graph(pts, r, k_max, "kdtree"), ref)
+    threads = torch.get_num_threads()
+    try:
+        for r, k_max in [(0.08, 6), (0.2, 40)]:
+            ref = radius_graph(pts, r, k_max, "brute")
+            assert ref.shape[1] > len(pts)
+            for n_threads in (1, 3):
+                torch.set_num_threads(n_threads)
+                assert torch.equal(radius_graph(pts, r, k_max, "kdtree"), ref)
+    finally:
+        torch.set_num_threads(threads)
