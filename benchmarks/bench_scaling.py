@@ -30,8 +30,10 @@ load from other work on a shared machine hits every file alike; ``--repeats`` pa
 events, the per-event numbers are the medians over the passes. One untimed warm-up event first
 (the first event of the last file). Before each event the garbage collector runs and glibc's
 ``malloc_trim(0)`` hands freed heap back to the kernel, so that a small event after a large one
-still shows its own RSS rise (without it the rise is a lower bound; ``--no-trim`` leaves the
-allocator alone, as ``gnntrack infer`` does, and then the RSS columns are not per-event).
+still shows its own RSS rise (without it the rise is a lower bound). ``--no-trim`` times the
+chain as ``gnntrack infer`` runs it: no trim, and the allocator keeps freed memory for the next
+event as the ``infer`` process does (``inference.hold_memory``, glibc ``mallopt``), so no event
+pays page faults for memory an earlier one had; the RSS columns are then not per-event.
 
 The fits: least-squares slope of log(y) against log(spacepoints) over all events, y = the
 per-event wall total, the process CPU seconds, each stage's wall and CPU seconds, the edges and
@@ -548,6 +550,11 @@ def main(argv=None) -> dict:
         device="cpu",
     )
     load_s = time.perf_counter() - t0
+    held = False
+    if args.no_trim and pipe.cfg.hold_memory:  # as the infer process (run_infer(own_process=True))
+        from gnntrack.inference.allocator import hold_freed_memory
+
+        held = hold_freed_memory()
     columns = {"hits": pipe.required_hit_columns()}
     if args.graph_only:
         return graph_decomposition(pipe, args.events, columns, args.max_events, args.output)
@@ -586,6 +593,7 @@ def main(argv=None) -> dict:
         "threads": args.threads,
         "repeats": args.repeats,
         "trim": not args.no_trim,
+        "hold_memory": held,
         **source,
         "inference": to_dict(cfg),
         "model_load_s": load_s,

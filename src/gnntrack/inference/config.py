@@ -39,7 +39,10 @@ class InferenceConfig:
     filter: run the edge filter when a filter model is given; edges with score >= filter_cut pass
         (the ``apply_filter`` stage's rule); None = the cut stored with the filter model (its
         working point, as ``apply_filter`` uses it), 0.1 for a model without one.
-    filter_chunk: edges scored by the filter at once (bounds memory on ⟨μ⟩=200 graphs). A filter
+    filter_chunk: edges scored by the filter at once (bounds memory). 500 k against 1 M: the
+        context filter −5 to −15 % at ⟨μ⟩ = 200 (1.4 M edges) and −23 to −29 % at ⟨μ⟩ = 300 (2.7 M;
+        peak RSS −0.6 to −1.2 GB, no page-fault system time), same tracks
+        (benchmarks/scaling_ml_cap_20261205, "Filter chunk"). A filter
         with context (``filter.context_hidden``) scores an event of more edges in two passes over
         chunks (``FilterModel.chunked_logits``), eagerly in fp32 (or int8) whatever ``runtime``
         and ``amp`` say; an event within one chunk goes through the runtime in one call.
@@ -80,7 +83,7 @@ class InferenceConfig:
     module_map_n_sigma: NonNegative | None = None
     filter: bool = True
     filter_cut: ProperFraction | None = None
-    filter_chunk: Count = 1_000_000
+    filter_chunk: Count = 500_000
     amp: Literal["none", "bf16", "fp16"] = "none"
     runtime: Literal["eager", "torchscript", "onnx", "compile"] = "eager"
     int8: bool = False
