@@ -2,7 +2,9 @@
 # Everything this project checks on a GPU, in one call that fits the device tool's 10-minute
 # limit: the CUDA equivalence tests, every variant of `gnntrack bench` for the module-map and
 # metric-learning chains (+ per-stage floors), the module-map chain with the default campaign's
-# trained GNN and map, and a GNN training curve on the same events. Results are stored under
+# trained GNN and map, the metric-learning chain with the <mu> = 200 metric-learning campaign's
+# trained embedding, context filter and GNN (config/physics_mu200_ml.yaml), and a GNN training
+# curve on the same events. Results are stored under
 # benchmarks/gpu_<card>_<date>/ with the card's name and the date.
 #
 # Installs nothing: it runs on the GPU node's own python3 (torch + h5py + scipy + yaml +
@@ -20,7 +22,10 @@
 # Usage: benchmarks/gpu_bench.sh [INPUT_DIR] [N_EVENTS]
 #   env: PYTHON (default python3), METHODS (default "module_map metric_learning"),
 #        TRAINED (default: a copy of models/reference/physics_mu200, else
-#        benchmarks/tmp/gpu_trained; skipped if absent), TRAIN_SECONDS (default
+#        benchmarks/tmp/gpu_trained; skipped if absent), TRAINED_ML (a folder with the
+#        metric-learning chain's embedding.pt, filter.pt, gnn.pt, inference.yaml; default: the
+#        campaign's models committed under benchmarks/, with config/physics_mu200_ml.yaml's
+#        inference settings; skipped if absent), TRAIN_SECONDS (default
 #        120; 0 skips the training curve), EVENT_COMPRESSION (lzf | none | gzip: how the timed
 #        events are stored, default lzf as convert writes them), BUDGET (default 520 s for everything), OUT (if set, README.md and a tarball of the results
 #        are copied there for retrieval)
@@ -37,6 +42,34 @@ if [[ -z "${TRAINED:-}" && -f models/reference/physics_mu200/gnn.pt ]]; then
   mkdir -p "$TRAINED" && cp models/reference/physics_mu200/{gnn.pt,module_map.h5} "$TRAINED/"
 fi
 TRAINED=${TRAINED:-benchmarks/tmp/gpu_trained}
+# the trained metric-learning chain: the models of config/physics_mu200_ml.yaml's campaign as its
+# records committed them, and that campaign's inference settings where they differ from the
+# defaults (r_max, k_max, track building)
+ML_EMBEDDING=benchmarks/metric_learning_margin_20261204/campaign/embedding_E_mu200.pt
+ML_FILTER=benchmarks/ml_campaign_context_filter_20261204/models/filter_context_mu200.pt
+ML_GNN=benchmarks/ml_campaign_working_point_20261205/gnn_mu200.pt
+if [[ -z "${TRAINED_ML:-}" && -f $ML_EMBEDDING && -f $ML_FILTER && -f $ML_GNN ]]; then
+  TRAINED_ML="${TMPDIR:-/tmp}/gnntrack_trained_ml"
+  mkdir -p "$TRAINED_ML" && cp $ML_EMBEDDING "$TRAINED_ML/embedding.pt" && cp $ML_FILTER "$TRAINED_ML/filter.pt" \
+    && cp $ML_GNN "$TRAINED_ML/gnn.pt"
+  PYTHONPATH="$PWD/src" "${PYTHON:-python3}" - "$TRAINED_ML/inference.yaml" <<'EOF' || TRAINED_ML=
+import sys
+
+import yaml
+
+from gnntrack.campaign import load_campaign
+from gnntrack.cli import stage_config
+from gnntrack.config import to_dict
+from gnntrack.inference import InferenceConfig
+
+files = ["config/config.yaml", "config/physics_mu200.yaml", "config/physics_mu200_ml.yaml"]
+cfg = to_dict(stage_config("inference", load_campaign(files), []))
+base = to_dict(InferenceConfig())
+changed = {k: v for k, v in cfg.items() if base.get(k) != v}
+with open(sys.argv[1], "w") as fh:
+    yaml.safe_dump({"calibrated": False, "campaign": files, "inference": changed}, fh, sort_keys=False)
+EOF
+fi
 TRAIN_SECONDS=${TRAIN_SECONDS:-120}
 BUDGET=${BUDGET:-520}  # seconds for the whole script; each step's timeout is capped by what is left
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
@@ -99,6 +132,14 @@ if [[ -f "$TRAINED/gnn.pt" && -f "$TRAINED/module_map.h5" ]]; then
   [[ -f "$TRAINED/inference.yaml" ]] || printf 'calibrated: false\ninference: {}\n' > "$TRAINED/inference.yaml"
   timeout "$(cap 80)" "$PY" benchmarks/bench_inference.py run --inputs "$TRAINED" --events "$EVENTS" --method module_map \
     --n-events "$N_EVENTS" --warmup 1 --device cuda -o "$DEST/module_map_trained" || echo "trained bench failed" >&2
+fi
+if [[ -n "${TRAINED_ML:-}" && -f "$TRAINED_ML/gnn.pt" && -f "$TRAINED_ML/inference.yaml" ]]; then
+  stamp "bench metric_learning with the trained embedding, filter and GNN ($TRAINED_ML)"
+  timeout "$(cap 90)" "$PY" benchmarks/bench_inference.py run --inputs "$TRAINED_ML" --events "$EVENTS" \
+    --method metric_learning --n-events "$N_EVENTS" --warmup 1 --device cuda -o "$DEST/metric_learning_trained" \
+    || echo "trained metric-learning bench failed" >&2
+fi
+if [[ -f "$TRAINED/gnn.pt" && -f "$TRAINED/module_map.h5" ]]; then
   if [[ "$TRAIN_SECONDS" != 0 ]]; then
     LEFT=$(cap 100000)
     ((TRAIN_SECONDS > LEFT - 45)) && TRAIN_SECONDS=$((LEFT > 75 ? LEFT - 45 : 30))
@@ -121,7 +162,7 @@ stamp "done"
   echo '```'
   tail -n 5 "$DEST/cuda_tests.txt"
   echo '```'
-  for METHOD in $METHODS module_map_trained; do
+  for METHOD in $METHODS module_map_trained metric_learning_trained; do
     [[ -d "$DEST/$METHOD" ]] || continue
     echo
     echo "## $METHOD"
