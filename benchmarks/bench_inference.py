@@ -224,6 +224,7 @@ def run(args) -> dict:
         _inference_cfg(inputs, args.method),
         device=args.device,
         **_models(inputs, args.method),
+        own_process=True,  # this script's process: the allocator as gnntrack infer runs
     )
     print(format_table(res))
     return res

@@ -176,13 +176,43 @@ def test_bench_config_validation():
     assert copy.deepcopy(BenchConfig()).variants[0] == "baseline"
 
 
-def test_main_prints_table_and_reports_bad_input(files, tmp_path, capsys):
+@pytest.fixture
+def allocator_calls(monkeypatch):
+    """Records calls of ``hold_freed_memory`` from the bench instead of changing the allocator of
+    the test process for good."""
+    calls = []
+    monkeypatch.setattr("gnntrack.inference.bench.hold_freed_memory", lambda: calls.append(1) or True)
+    return calls
+
+
+def test_main_prints_table_and_reports_bad_input(files, tmp_path, capsys, allocator_calls):
     argv = [str(files / "events.h5"), "--module-map", str(files / "map.h5"), "--gnn-model", str(files / "gnn.pt"),
             "-o", str(tmp_path / "cli"), "--device", "cpu", "--n-events", "1", "--warmup", "0",
             "--variants", "baseline,cc", "--no-plot"]  # fmt: skip
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "| Stage (s/event) | Baseline | + scipy CC |" in out
+    # the command runs in its own process: timed under the allocator gnntrack infer runs with
+    assert allocator_calls == [1]
+    assert json.loads((tmp_path / "cli" / "bench.json").read_text())["hold_memory"] is True
+    assert "freed memory held for the next event" in out
     argv[0] = str(tmp_path / "missing.h5")
     assert main(argv) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_run_bench_changes_the_allocator_only_for_its_own_process(files, tmp_path, allocator_calls):
+    """A library caller keeps its allocator; a bench process (``own_process``) holds freed memory
+    unless ``inference.hold_memory`` is off, and the JSON and table say which."""
+    kw = dict(module_map=files / "map.h5", gnn_model=files / "gnn.pt", device="cpu")
+    cfg = {"n_events": 1, "warmup": 0, "variants": ["baseline"], "plot": False}
+    res = run_bench(files / "events.h5", tmp_path / "lib", cfg, {}, **kw)
+    assert allocator_calls == [] and res["hold_memory"] is False
+    assert "glibc defaults" in format_table(res)
+    res = run_bench(
+        files / "events.h5", tmp_path / "off", cfg, {"hold_memory": False}, own_process=True, **kw
+    )
+    assert allocator_calls == [] and res["hold_memory"] is False
+    res = run_bench(files / "events.h5", tmp_path / "own", cfg, {}, own_process=True, **kw)
+    assert allocator_calls == [1] and res["hold_memory"] is True
+    assert json.loads((tmp_path / "own" / "bench.json").read_text())["hold_memory"] is True

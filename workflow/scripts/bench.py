@@ -20,4 +20,5 @@ run_bench(
     gnn_model=smk.input.gnn_model,
     device=device(smk),
     hgnn_model=smk.input.get("hgnn_model"),
+    own_process=True,  # the rule's job runs only this: process-wide settings (inference.hold_memory) apply
 )

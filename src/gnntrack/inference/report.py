@@ -129,6 +129,12 @@ def format_table(result: dict) -> str:
         f"device: {result['machine']['device_name']}; {result['machine']['date']}.",
         f"⚠ = track efficiency more than {EFFICIENCY_DROP_FLAG} points below the baseline.",
     ]
+    if "hold_memory" in result:
+        notes.append(
+            "Allocator: freed memory held for the next event (inference.hold_memory, as gnntrack infer)."
+            if result["hold_memory"]
+            else "Allocator: glibc defaults (freed memory returned to the system)."
+        )
     for name, why in (result.get("skipped_variants") or {}).items():
         notes.append(f"Variant {name} not run: {why}.")
     for name, why in (result.get("failed_variants") or {}).items():
