@@ -306,6 +306,23 @@ def _ball_pairs(
     return np.repeat(ids.astype(np.int64), counts), j
 
 
+def _tree_rows(tree, xq: np.ndarray, k: int, r: float, workers: int, capped: bool, slack: float):
+    """The tree's ``k`` nearest points within ``r`` of each query row: (dist, nbr, found,
+    complete), all (rows, k) but ``complete`` (rows,). A row is complete when its last neighbour
+    is missing (fewer points within r) or clearly farther than the one before (rounding
+    included), so no point left out could rank among the k - 2 nearest besides the query;
+    ``capped``: every row counts as complete (no ball query afterwards)."""
+    dist, nbr = tree.query(xq, k=k, distance_upper_bound=r, workers=workers)
+    dist, nbr = dist.reshape(len(xq), k), nbr.reshape(len(xq), k)
+    found = np.isfinite(dist)
+    if capped:
+        complete = np.ones(len(xq), dtype=bool)
+    else:
+        last, kth = dist[:, -1] ** 2, dist[:, k - 2] ** 2
+        complete = ~found[:, -1] | (last > kth * (1 + TIE) + slack)
+    return dist, nbr, found, complete
+
+
 def _candidates_kdtree(points: torch.Tensor, r2: float, chunk_size: int, k_max: int, exact_ties: bool = True):
     """Candidate pairs within ``r2`` (squared) from scipy's k-d tree (float64, CPU).
 
@@ -330,14 +347,7 @@ def _candidates_kdtree(points: torch.Tensor, r2: float, chunk_size: int, k_max: 
     rows = max(1024, chunk_size // k)
     for s in range(0, n, rows):
         xq = x[s : s + rows]
-        dist, nbr = tree.query(xq, k=k, distance_upper_bound=r, workers=workers)
-        dist, nbr = dist.reshape(len(xq), k), nbr.reshape(len(xq), k)
-        found = np.isfinite(dist)
-        if k == n or not exact_ties:
-            complete = np.ones(len(xq), dtype=bool)
-        else:
-            last, kth = dist[:, -1] ** 2, dist[:, k - 2] ** 2
-            complete = ~found[:, -1] | (last > kth * (1 + TIE) + slack)
+        _, nbr, found, complete = _tree_rows(tree, xq, k, r, workers, k == n or not exact_ties, slack)
         yield _selected_pairs(s, complete[:, None] & found, nbr, device)
         todo = np.flatnonzero(~complete)
         if todo.size:
@@ -384,14 +394,7 @@ def _kdtree_graph(
     def block(s: int):
         """Query one block of rows and select it: (queries, ranks, keys) parts and tied rows."""
         q = order[s : s + rows]
-        dist, nbr = tree.query(x[q], k=k, distance_upper_bound=r, workers=1)
-        dist, nbr = dist.reshape(len(q), k), nbr.reshape(len(q), k)
-        found = np.isfinite(dist)
-        if k == n or not exact_ties:
-            complete = np.ones(len(q), dtype=bool)
-        else:
-            last, kth = dist[:, -1] ** 2, dist[:, k - 2] ** 2
-            complete = ~found[:, -1] | (last > kth * (1 + TIE) + slack)
+        dist, nbr, found, complete = _tree_rows(tree, x[q], k, r, 1, k == n or not exact_ties, slack)
         ok = found & complete[:, None] & (nbr != q[:, None])
         # The tree's float64 distances order a row like the selector's float32 ones and
         # decide the radius cut alike unless two of them are within a relative TIE

@@ -60,9 +60,9 @@ class InferenceConfig:
         features; pinned host copies on CUDA), so reading event n+1 overlaps the compute of event
         n; 0 = read each event in turn. None = 1 on a CUDA device, 0 elsewhere: on a 2-core CPU
         the reader competes with the stages for the same cores (docs/performance.md).
-    hold_memory: the ``infer`` and ``bench`` commands and workflow rules
-        (``run_infer``/``run_bench`` with ``own_process=True``) keep freed memory for the next event (glibc ``mallopt``: no mmap,
-        no trimming; ``inference.allocator``): a large event's tensors reuse resident pages
+    hold_memory: the ``infer`` and ``bench`` commands and workflow rules (``run_infer`` /
+        ``run_bench`` with ``own_process=True``) keep freed memory for the next event (glibc
+        ``mallopt``: no mmap, no trimming; ``inference.allocator``): a large event's tensors reuse resident pages
         instead of being mapped and faulted in afresh (benchmarks/scaling_mu_20261203). The process
         keeps its peak heap until it exits. No effect without glibc.
     track_building: ``gnntrack.track_building.TrackBuildingConfig`` (method, score_cut,
